@@ -1,0 +1,116 @@
+r"""Federated Reptile meta-learning (main paper, Algorithm 1) as a TFF process.
+
+    python -m binaries.train_fedmeta                      # embedded glyphs
+    python -m binaries.train_fedmeta --flagfile=configs/omniglot_cpu.cfg
+
+Writes under --root_output_dir/--experiment_name: flags.txt/flags.json,
+metrics.csv (one row per round), TensorBoard events, summary.json and a
+SavedModel of the global model (saved_model/).
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from binaries import common
+from fedmeta_tf.evaluation import meta_test
+from fedmeta_tf.experiments import training
+from fedmeta_tf.meta import reptile_tf
+
+# Data and run.
+_DATASET = flags.DEFINE_string(
+    "dataset", "glyphs", "glyphs | omniglot | miniimagenet | celeba | archive")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Where the dataset is (glyphs: its cache directory).")
+_ROOT_OUTPUT_DIR = flags.DEFINE_string("root_output_dir", "runs",
+                                       "Runs are written under this directory.")
+_EXPERIMENT_NAME = flags.DEFINE_string("experiment_name", "glyphs",
+                                       "Sub-directory of this run.")
+_SEED = flags.DEFINE_integer("seed", 0, "The run's one seed.")
+_RUNTIME = flags.DEFINE_enum(
+    "runtime", "tff", ["tff", "inprocess"],
+    "tff: the TFF process (CPU); inprocess: the same tf.functions without TFF "
+    "(uses a GPU when there is one).")
+# Federation (Algorithm 1).
+_ROUNDS = flags.DEFINE_integer("rounds", 12, "Federated rounds.")
+_NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
+_CLIENTS_PER_ROUND = flags.DEFINE_integer("clients_per_round", 3,
+                                          "M_r, clients sampled per round.")
+_MIN_UPDATES = flags.DEFINE_integer(
+    "min_updates", 3, "M_min, updates aggregated per round (first arrivals).")
+_AGGREGATOR = flags.DEFINE_string("aggregator", "secure_mean",
+                                  "secure_mean | mean")
+_SECURE_SUM_BOUND = flags.DEFINE_float(
+    "secure_sum_bound", 10.0,
+    "Secure sum clips every update coordinate to [-bound, bound].")
+# Reptile client work.
+_WAYS = flags.DEFINE_integer("ways", 5, "N, classes per episode.")
+_SHOTS = flags.DEFINE_integer("shots", 10, "K, examples per class (training).")
+_EPISODES_PER_ROUND = flags.DEFINE_integer(
+    "episodes_per_round", 20, "E, outer iterations per client and round.")
+_META_BATCH = flags.DEFINE_integer("meta_batch", 5,
+                                   "B, episodes per outer iteration.")
+_INNER_STEPS = flags.DEFINE_integer("inner_steps", 10,
+                                    "e, Adam steps per episode.")
+_INNER_BATCH = flags.DEFINE_integer("inner_batch", 10, "b, mini-batch size.")
+_INNER_LR = flags.DEFINE_float("inner_lr", 0.001, "eta, Adam learning rate.")
+_OUTER_LR = flags.DEFINE_float("outer_lr", 0.5, "eps, Reptile step size.")
+_MODEL_VARIANT = flags.DEFINE_enum("model_variant", "maxpool",
+                                   ["maxpool", "strided"], "Conv4 variant.")
+_FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 channels.")
+# Meta-test evaluation.
+_EVAL_WAYS = flags.DEFINE_integer("eval_ways", 5, "N of meta-test episodes.")
+_EVAL_SHOTS = flags.DEFINE_integer("eval_shots", 5, "K of meta-test episodes.")
+_EVAL_QUERIES = flags.DEFINE_integer("eval_queries", 1,
+                                     "Queries per class in meta-test episodes.")
+_EVAL_INNER_STEPS = flags.DEFINE_integer(
+    "eval_inner_steps", 50, "e (test), fine-tuning steps per episode.")
+_EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 100,
+                                      "Meta-test episodes averaged (>= 40).")
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 2,
+                                   "Evaluate every this many rounds.")
+
+
+def config_from_flags() -> training.TrainingConfig:
+  return training.TrainingConfig(
+      dataset=_DATASET.value, data_dir=_DATA_DIR.value, seed=_SEED.value,
+      rounds=_ROUNDS.value, num_clients=_NUM_CLIENTS.value,
+      clients_per_round=_CLIENTS_PER_ROUND.value,
+      min_updates=_MIN_UPDATES.value,
+      reptile=reptile_tf.ReptileConfig(
+          ways=_WAYS.value, shots=_SHOTS.value,
+          iterations=_EPISODES_PER_ROUND.value, meta_batch=_META_BATCH.value,
+          inner_steps=_INNER_STEPS.value, inner_batch=_INNER_BATCH.value,
+          inner_lr=_INNER_LR.value, outer_lr=_OUTER_LR.value),
+      evaluation=meta_test.EvalConfig(
+          ways=_EVAL_WAYS.value, shots=_EVAL_SHOTS.value,
+          queries=_EVAL_QUERIES.value, steps=_EVAL_INNER_STEPS.value,
+          batch=_INNER_BATCH.value, learning_rate=_INNER_LR.value,
+          episodes=_EVAL_EPISODES.value),
+      eval_every=_EVAL_EVERY.value,
+      runtime=training.Runtime(_RUNTIME.value),
+      aggregator=_AGGREGATOR.value, secure_sum_bound=_SECURE_SUM_BOUND.value,
+      model_variant=_MODEL_VARIANT.value, filters=_FILTERS.value)
+
+
+@common.user_errors_exit_2
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
+  config = config_from_flags()
+  output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
+  common.write_flags(output_dir, [__name__, "__main__"])
+  if config.runtime is training.Runtime.TFF:
+    from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
+    with contexts.tff_runtime():
+      summary = training.run_training(config, output_dir)
+  else:
+    summary = training.run_training(config, output_dir)
+  logging.info("done: %s -> %s", summary, output_dir)
+  print(f"final meta-test accuracy {summary['final_meta_test_accuracy']:.4f} "
+        f"after {summary['rounds']} rounds in {summary['wall_seconds']:.0f} s; "
+        f"results in {output_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

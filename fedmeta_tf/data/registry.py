@@ -1,0 +1,102 @@
+"""Datasets by name, with the papers' protocol for each (SPEC.md §7).
+
+`load_dataset(name, data_dir)` returns the class pool; `PROTOCOLS[name]` says
+how the papers split it. The embedded `glyphs` dataset needs no data_dir.
+Loaders of real datasets raise `DataError` with a one-line message naming
+what was looked for, where, and how to get it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from typing import Optional
+
+from fedmeta_tf.data import class_pool as class_pool_lib
+from fedmeta_tf.data.class_pool import ClassPool, DataError
+
+
+class DatasetName(enum.Enum):
+  GLYPHS = "glyphs"
+  OMNIGLOT = "omniglot"
+  MINIIMAGENET = "miniimagenet"
+  CELEBA = "celeba"
+  ARCHIVE = "archive"
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """How a dataset is split (main paper, Section 3.3).
+
+  Attributes:
+    num_meta_train: meta-training classes drawn at random; None: use the
+      dataset's own background/evaluation split.
+    heldout_per_class: examples of each meta-training class held out.
+    rotate: x4 rotation augmentation (Omniglot protocol).
+  """
+
+  num_meta_train: Optional[int]
+  heldout_per_class: int
+  rotate: bool
+
+
+PROTOCOLS = {
+    DatasetName.GLYPHS: Protocol(num_meta_train=None, heldout_per_class=5,
+                                 rotate=True),
+    DatasetName.OMNIGLOT: Protocol(num_meta_train=1200, heldout_per_class=5,
+                                   rotate=True),
+    DatasetName.MINIIMAGENET: Protocol(num_meta_train=64, heldout_per_class=20,
+                                       rotate=False),
+    DatasetName.CELEBA: Protocol(num_meta_train=2156, heldout_per_class=5,
+                                 rotate=False),
+    DatasetName.ARCHIVE: Protocol(num_meta_train=None, heldout_per_class=5,
+                                  rotate=False),
+}
+
+OMNIGLOT_ARCHIVE = "omniglot_28.npz"
+
+
+def parse_dataset_name(name: str) -> DatasetName:
+  try:
+    return DatasetName(name)
+  except ValueError:
+    valid = ", ".join(d.value for d in DatasetName)
+    raise ValueError(f"unknown dataset {name!r}; valid: {valid}") from None
+
+
+def _find_archive(data_dir: Optional[str], file_name: str, what: str) -> str:
+  if not data_dir:
+    raise DataError(f"{what} needs --data_dir: a directory holding {file_name} "
+                    "or the path of a class-pool archive (see BUILD.md, "
+                    "'Datasets')")
+  if os.path.isfile(data_dir):
+    return data_dir
+  path = os.path.join(data_dir, file_name)
+  if not os.path.isdir(data_dir):
+    raise DataError(f"{what}: --data_dir {data_dir!r} does not exist "
+                    "(see BUILD.md, 'Datasets', for how to get the data)")
+  if not os.path.isfile(path):
+    raise DataError(f"{what}: no {file_name} in --data_dir {data_dir!r} "
+                    "(see BUILD.md, 'Datasets', for how to get the data)")
+  return path
+
+
+def load_dataset(name: DatasetName | str, data_dir: Optional[str] = None, *,
+                 seed: int = 0) -> ClassPool:
+  """The class pool of dataset `name`."""
+  name = parse_dataset_name(name) if isinstance(name, str) else name
+  if name is DatasetName.GLYPHS:
+    from fedmeta_tf.data import glyphs  # pylint: disable=g-import-not-at-top
+    return glyphs.load_glyphs(data_dir or None)
+  if name is DatasetName.OMNIGLOT:
+    return class_pool_lib.load_class_pool_archive(
+        _find_archive(data_dir, OMNIGLOT_ARCHIVE, "omniglot"))
+  if name is DatasetName.ARCHIVE:
+    if not data_dir or not os.path.isfile(data_dir):
+      raise DataError(f"dataset 'archive' needs --data_dir to be the path of a "
+                      f"class-pool archive (.npz), got {data_dir!r}")
+    return class_pool_lib.load_class_pool_archive(data_dir)
+  raise DataError(
+      f"dataset {name.value!r}: no loader yet (issue: real datasets); the "
+      "embedded 'glyphs' and 'omniglot' (class-pool archive) work today")

@@ -1,0 +1,197 @@
+"""Federated Reptile training: rounds, periodic meta-test, results on disk.
+
+The experiment loop shared by every runtime (SPEC.md §2). It writes, under
+the run directory: `metrics.csv` (one row per round) and TensorBoard events
+(`reporting/release.py`), `summary.json` with the final figures, and
+`saved_model/` (the global model, `models/export.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import time
+from typing import Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.data import protocol as protocol_lib
+from fedmeta_tf.data import registry
+from fedmeta_tf.evaluation import meta_test as meta_test_lib
+from fedmeta_tf.meta import client_work as client_work_lib
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.meta import server_tf
+from fedmeta_tf.meta import weights as w
+from fedmeta_tf.models import conv4
+from fedmeta_tf.models import export
+from fedmeta_tf.reporting import release
+
+
+class Runtime(enum.Enum):
+  TFF = "tff"
+  INPROCESS = "inprocess"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """Everything a federated Reptile run depends on (written next to results)."""
+
+  dataset: str = "glyphs"
+  data_dir: Optional[str] = None
+  seed: int = 0
+  rounds: int = 10
+  num_clients: int = 4
+  clients_per_round: int = 3
+  min_updates: int = 3
+  reptile: reptile_tf.ReptileConfig = reptile_tf.ReptileConfig()
+  evaluation: meta_test_lib.EvalConfig = meta_test_lib.EvalConfig()
+  eval_every: int = 1
+  runtime: Runtime = Runtime.TFF
+  aggregator: str = "secure_mean"
+  secure_sum_bound: float = 10.0
+  model_variant: str = "maxpool"
+  filters: int = 64
+
+  def __post_init__(self):
+    for name in ("rounds", "num_clients", "clients_per_round", "min_updates",
+                 "eval_every", "filters"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    server_tf.select_clients(seed=0, round_num=0, num_clients=self.num_clients,
+                             clients_per_round=self.clients_per_round,
+                             min_updates=self.min_updates)
+    if not self.secure_sum_bound > 0:
+      raise ValueError(f"secure_sum_bound must be positive, got "
+                       f"{self.secure_sum_bound}")
+
+
+def check_split_fits(split: protocol_lib.MetaSplit, config: TrainingConfig):
+  """Raises ValueError when episodes cannot be drawn from the split."""
+  smallest = min(len(c) for c in split.client_classes)
+  if config.reptile.ways > smallest:
+    raise ValueError(f"ways (N={config.reptile.ways}) exceeds the {smallest} "
+                     "classes of the smallest client")
+  if config.reptile.shots > split.meta_train.examples_per_class:
+    raise ValueError(f"shots (K={config.reptile.shots}) exceeds the "
+                     f"{split.meta_train.examples_per_class} training examples "
+                     "per class")
+  ev = config.evaluation
+  if ev.ways > split.meta_test.num_classes:
+    raise ValueError(f"eval ways ({ev.ways}) exceeds the "
+                     f"{split.meta_test.num_classes} meta-test classes")
+  if ev.shots + ev.queries > split.meta_test.examples_per_class:
+    raise ValueError(f"eval shots + queries ({ev.shots}+{ev.queries}) exceeds "
+                     f"the {split.meta_test.examples_per_class} examples per "
+                     "meta-test class")
+
+
+def load_split(config: TrainingConfig) -> protocol_lib.MetaSplit:
+  name = registry.parse_dataset_name(config.dataset)
+  pool = registry.load_dataset(name, config.data_dir, seed=config.seed)
+  proto = registry.PROTOCOLS[name]
+  split = protocol_lib.build_meta_split(
+      pool, num_clients=config.num_clients,
+      num_meta_train=proto.num_meta_train,
+      heldout_per_class=proto.heldout_per_class, rotate=proto.rotate,
+      seed=config.seed)
+  check_split_fits(split, config)
+  return split
+
+
+def make_model_fn(config: TrainingConfig, image_shape):
+  def model_fn():
+    return conv4.build_conv4(image_shape, config.reptile.ways,
+                             variant=config.model_variant,
+                             filters=config.filters, seed=config.seed)
+  return model_fn
+
+
+def make_runner(config: TrainingConfig, client_work, model_fn, image_shape):
+  """The round runner of `config.runtime` (TFF needs an active context)."""
+  if config.runtime is Runtime.TFF:
+    from fedmeta_tf.tff_process import runner  # pylint: disable=g-import-not-at-top
+    return runner.TffRunner(model_fn=model_fn, client_work=client_work,
+                            inner_lr=config.reptile.inner_lr,
+                            aggregator=config.aggregator,
+                            secure_sum_bound=config.secure_sum_bound,
+                            image_shape=image_shape)
+  from fedmeta_tf.runtime import inprocess  # pylint: disable=g-import-not-at-top
+  return inprocess.InProcessRunner(model_fn=model_fn, client_work=client_work,
+                                   inner_lr=config.reptile.inner_lr,
+                                   aggregator=config.aggregator,
+                                   secure_sum_bound=config.secure_sum_bound)
+
+
+class MetaTester:
+  """Meta-test accuracy of given weights on the split's meta-test classes."""
+
+  def __init__(self, model_fn, config: TrainingConfig, pool: np.ndarray):
+    self.model = model_fn()
+    optimizer = reptile_tf.make_inner_optimizer(config.evaluation.learning_rate)
+    reptile_tf.build_optimizer(optimizer, self.model)
+    self._fn = meta_test_lib.make_meta_test_fn(self.model, optimizer,
+                                               config.evaluation)
+    self._pool = tf.constant(pool)
+    self._seed = config.seed
+
+  def __call__(self, weights, round_num: int) -> float:
+    # The same episodes every round (seeded by the run seed only), so curves
+    # compare models, not episode draws.
+    del round_num
+    seed = tf.constant([self._seed, 0x7E57], tf.int64)
+    accs = self._fn([tf.constant(v) for v in weights], self._pool, seed)
+    return float(tf.reduce_mean(accs))
+
+
+def run_training(config: TrainingConfig, output_dir: str) -> dict:
+  """Runs `config.rounds` rounds and writes results under `output_dir`."""
+  os.makedirs(output_dir, exist_ok=True)
+  split = load_split(config)
+  logging.info("data: %s", split.describe())
+  image_shape = split.meta_train.image_shape
+  client_pools = [split.client_pool(c) for c in range(config.num_clients)]
+  client_work = client_work_lib.BenignReptile(
+      config=config.reptile, run_seed=config.seed, client_pools=client_pools)
+  model_fn = make_model_fn(config, image_shape)
+  runner = make_runner(config, client_work, model_fn, image_shape)
+  meta_tester = MetaTester(model_fn, config, split.meta_test.images)
+  metrics = release.MetricsRelease(output_dir)
+
+  state = runner.initialize()
+  start = time.time()
+  accuracy = meta_tester(runner.weights(state), 0)
+  metrics.release({"meta_test_accuracy": accuracy, "seconds": 0.0}, key=0)
+  logging.info("round 0: meta-test accuracy %.4f", accuracy)
+  for round_num in range(1, config.rounds + 1):
+    round_start = time.time()
+    clients = server_tf.select_clients(
+        seed=config.seed, round_num=round_num,
+        num_clients=config.num_clients,
+        clients_per_round=config.clients_per_round,
+        min_updates=config.min_updates)
+    state, round_metrics = runner.next(state, clients)
+    row = {"clients": " ".join(map(str, clients)), **round_metrics,
+           "round_seconds": time.time() - round_start}
+    if round_num % config.eval_every == 0 or round_num == config.rounds:
+      row["meta_test_accuracy"] = accuracy = meta_tester(
+          runner.weights(state), round_num)
+    row["seconds"] = time.time() - start
+    metrics.release(row, key=round_num)
+    logging.info("round %d/%d: meta-test accuracy %.4f, %.1f s (clients %s)",
+                 round_num, config.rounds, accuracy, row["round_seconds"],
+                 row["clients"])
+
+  final_weights = runner.weights(state)
+  w.assign(meta_tester.model.trainable_variables, final_weights)
+  export.export_saved_model(meta_tester.model,
+                            os.path.join(output_dir, "saved_model"))
+  summary = {"final_meta_test_accuracy": accuracy,
+             "rounds": config.rounds,
+             "wall_seconds": time.time() - start,
+             "meta_test_episodes": config.evaluation.episodes}
+  release.write_json_atomically(os.path.join(output_dir, "summary.json"),
+                                summary)
+  return summary

@@ -1,0 +1,181 @@
+"""Federated Reptile client work in pure TensorFlow (main paper, Algorithm 1).
+
+One call of `reptile_client_update` is the whole local work of one client in
+one round, in-graph (no Python call per SGD step):
+
+    theta_i <- theta_G
+    repeat E times:                                   # `iterations`
+      for j = 1..B:                                   # `meta_batch`
+        sample a K-shot N-way episode from the client's own classes
+        theta_i^j <- theta_i; e Adam steps on mini-batches of size b
+      theta_i <- (1 - eps) theta_i + (eps / B) sum_j theta_i^j
+    return u_i = theta_i - theta_G
+
+Adam uses beta1 = 0 (SPEC.md §2). Its second-moment state lives for one
+client-round: it is reset when the client starts (clients are stateless
+between rounds) and carried across that client's episodes, as in
+supervised-reptile, where one optimizer serves every task.
+
+Functions here take the Keras model and optimizer as arguments; they are
+created by the caller outside any tf.function (TFF prunes variable side
+effects otherwise, and Keras forbids creating variables in a traced loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.meta import weights as w
+
+
+@dataclasses.dataclass(frozen=True)
+class ReptileConfig:
+  """Hyperparameters of the Reptile client work (SPEC.md §2 and §7).
+
+  Attributes:
+    ways: N, classes per episode.
+    shots: K, examples per class in a training episode.
+    iterations: E, outer iterations per client and round.
+    meta_batch: B, episodes per outer iteration.
+    inner_steps: e, Adam steps per episode.
+    inner_batch: b, mini-batch size of an Adam step.
+    inner_lr: eta, Adam learning rate.
+    outer_lr: eps, interpolation step toward the episodes' mean.
+  """
+
+  ways: int = 5
+  shots: int = 10
+  iterations: int = 1000
+  meta_batch: int = 5
+  inner_steps: int = 10
+  inner_batch: int = 10
+  inner_lr: float = 0.001
+  outer_lr: float = 0.1
+
+  def __post_init__(self):
+    for name in ("ways", "shots", "iterations", "meta_batch", "inner_steps",
+                 "inner_batch"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.ways < 2:
+      raise ValueError(f"ways (N) must be >= 2, got {self.ways}")
+    if not self.inner_lr > 0:
+      raise ValueError(f"inner_lr must be positive, got {self.inner_lr}")
+    if not 0 < self.outer_lr <= 1:
+      raise ValueError(f"outer_lr (epsilon) must be in (0, 1], got {self.outer_lr}")
+
+
+def make_inner_optimizer(learning_rate: float) -> tf.keras.optimizers.Optimizer:
+  """Adam with beta1 = 0 (SPEC.md §2)."""
+  return tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.0,
+                                  beta_2=0.999)
+
+
+def build_optimizer(optimizer: tf.keras.optimizers.Optimizer,
+                    model: tf.keras.Model) -> None:
+  """Creates the optimizer's slot variables (must happen outside tf.function)."""
+  optimizer.build(model.trainable_variables)
+
+
+def reset_optimizer(optimizer: tf.keras.optimizers.Optimizer) -> None:
+  """Zeroes the optimizer's step counter and moments."""
+  for var in optimizer.variables:
+    var.assign(tf.zeros_like(var))
+
+
+def minibatch_indices(num_examples, batch_size: int, steps,
+                      seed) -> tf.Tensor:
+  """Indices of `steps` mini-batches cycling through shuffled epochs.
+
+  Like supervised-reptile's `_mini_batches`: walk through a shuffled copy of
+  the examples, reshuffle when exhausted. Returns int32 [steps, batch_size].
+  """
+  total = steps * batch_size
+  epochs = total // num_examples + 1
+  scores = tf.random.stateless_uniform(tf.stack([epochs, num_examples]),
+                                       seed=seed)
+  stream = tf.reshape(tf.argsort(scores, axis=1), [-1])[:total]
+  return tf.reshape(stream, tf.stack([steps, batch_size]))
+
+
+def sparse_ce(labels, logits) -> tf.Tensor:
+  return tf.reduce_mean(
+      tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                     logits=logits))
+
+
+def train_steps(model: tf.keras.Model, optimizer, images, labels, *, steps,
+                batch_size: int, seed, variables=None) -> tf.Tensor:
+  """`steps` optimizer steps on mini-batches drawn from (images, labels).
+
+  Args:
+    variables: the variables to train; defaults to all trainable ones.
+
+  Returns:
+    The loss of the last step.
+  """
+  variables = model.trainable_variables if variables is None else variables
+  num_examples = tf.shape(images)[0]
+  batch_size = tf.minimum(batch_size, num_examples)
+  batches = minibatch_indices(num_examples, batch_size, steps, seed)
+  loss = tf.constant(0.0)
+  for step in tf.range(steps):
+    idx = batches[step]
+    with tf.GradientTape() as tape:
+      logits = model(tf.gather(images, idx), training=True)
+      loss = sparse_ce(tf.gather(labels, idx), logits)
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+  return loss
+
+
+EpisodeFn = Callable[[tf.Tensor], episodes_lib.Episode]
+
+
+def reptile_client_update(model: tf.keras.Model, optimizer,
+                          initial_weights: w.Weights, *,
+                          episode_fn: EpisodeFn, config: ReptileConfig, seed,
+                          iterations: Optional[tf.Tensor] = None):
+  """Runs Algorithm 1's client work; returns (update u_i, mean last loss).
+
+  Call inside a tf.function. `episode_fn(seed)` samples one training episode
+  from the client's data; `seed` is this client-round's seed; `iterations`
+  overrides `config.iterations` (E) with a tensor, e.g. for an attacker's
+  longer schedule.
+  """
+  variables = model.trainable_variables
+  iterations = config.iterations if iterations is None else iterations
+  reset_optimizer(optimizer)
+  theta = list(initial_weights)
+  loss_sum = tf.constant(0.0)
+  for it in tf.range(iterations):
+    episode_sum = w.zeros_like(theta)
+    for j in tf.range(config.meta_batch):
+      episode_index = it * config.meta_batch + j
+      episode = episode_fn(episodes_lib.fold_seed(seed, episode_index))
+      w.assign(variables, theta)
+      loss_sum += train_steps(
+          model, optimizer, episode.support_images, episode.support_labels,
+          steps=config.inner_steps, batch_size=config.inner_batch,
+          seed=episodes_lib.fold_seed(seed, episode_index,
+                                      episodes_lib.STREAM_MINIBATCH))
+      episode_sum = w.add(episode_sum, w.read(variables))
+    theta = w.interpolate(theta, w.scale(episode_sum, 1.0 / config.meta_batch),
+                          config.outer_lr)
+  num_episodes = tf.cast(iterations * config.meta_batch, tf.float32)
+  return w.subtract(theta, initial_weights), loss_sum / num_episodes
+
+
+def pool_episode_fn(pool: tf.Tensor, config: ReptileConfig) -> EpisodeFn:
+  """Benign training episodes: K-shot N-way from the client's class pool."""
+
+  def episode_fn(seed):
+    return episodes_lib.sample_episode(pool, ways=config.ways,
+                                       shots=config.shots, queries=0,
+                                       seed=seed)
+
+  return episode_fn

@@ -1,0 +1,51 @@
+"""The server side of Algorithm 1 in pure TensorFlow.
+
+theta_G <- theta_G + sum_i alpha_i u_i with alpha_i = 1 / M_min: the
+aggregator delivers the mean of the updates, the server adds it. Client
+selection (M_r of M sampled, the first M_min arrivals used) is a pure function
+of (seed, round), like TFF's `build_uniform_sampling_fn`.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.meta import weights as w
+
+ServerState = collections.namedtuple("ServerState", ["weights", "round_num"])
+
+
+def initial_server_state(model: tf.keras.Model) -> ServerState:
+  return ServerState(weights=w.read(model.trainable_variables),
+                     round_num=tf.constant(0, tf.int64))
+
+
+def server_update(state: ServerState, mean_update) -> ServerState:
+  """theta_G + mean(u_i); the round counter advances."""
+  return ServerState(weights=w.add(list(state.weights), list(mean_update)),
+                     round_num=state.round_num + 1)
+
+
+def select_clients(*, seed: int, round_num: int, num_clients: int,
+                   clients_per_round: int, min_updates: int) -> list[int]:
+  """The clients whose updates are aggregated in round `round_num`.
+
+  The server samples M_r = `clients_per_round` of the M = `num_clients`
+  clients; their arrival order is simulated as a random permutation and the
+  first M_min = `min_updates` are used (Algorithm 1: "wait for the first
+  M_min updates"). Returned sorted.
+  """
+  if not 0 < min_updates <= clients_per_round <= num_clients:
+    raise ValueError(
+        "need 0 < min_updates (M_min) <= clients_per_round (M_r) <= "
+        f"num_clients (M), got {min_updates}, {clients_per_round}, "
+        f"{num_clients}")
+  rng = np.random.default_rng(
+      [seed, episodes_lib.STREAM_CLIENT_SELECTION, round_num])
+  sampled = rng.choice(num_clients, size=clients_per_round, replace=False)
+  arrivals = rng.permutation(sampled)
+  return sorted(int(c) for c in arrivals[:min_updates])

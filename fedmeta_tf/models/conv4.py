@@ -1,0 +1,122 @@
+"""Conv4, the few-shot backbone of the papers (SPEC.md §2).
+
+    4 x [3x3 conv, 64 filters, batch norm, ReLU, 2x2 max-pool] -> dense(N)
+
+`variant="strided"` is the Reptile paper's Omniglot model instead: 3x3 convs
+with stride 2 and no pooling. The feature extractor (everything up to and
+including the flatten) is a Keras model of its own, reachable as
+`model.get_layer(FEATURES_LAYER)`, so the local defense can put a matching
+head on it.
+
+Batch norm uses the statistics of the batch at hand, in training and in
+evaluation (`BatchStatNorm`). This is what MAML and Reptile do (their
+"transductive" setting): a meta-learned model is only ever evaluated after
+fine-tuning on an episode, and moving averages collected across thousands of
+different episodes describe none of them. It also means the model's weights
+are exactly its trainable variables, which is what federated Reptile
+averages.
+
+The convolutions have no bias: the batch norm that follows subtracts the
+mean, so a bias would get a gradient of exactly zero up to rounding, and Adam
+(which divides by the gradient's scale) would turn that rounding noise into
+steps of size eta, making runs differ across thread counts and runtimes.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import tensorflow as tf
+
+FEATURES_LAYER = "features"
+LOGITS_LAYER = "logits"
+
+
+class Conv4Variant(enum.Enum):
+  MAXPOOL = "maxpool"
+  STRIDED = "strided"
+
+
+class BatchStatNorm(tf.keras.layers.Layer):
+  """Batch normalisation by the current batch's statistics (no moving stats).
+
+  y = gamma * (x - mean) / sqrt(var + epsilon) + beta, with mean and var over
+  every axis but the last.
+  """
+
+  def __init__(self, epsilon: float = 1e-3, **kwargs):
+    super().__init__(**kwargs)
+    self.epsilon = epsilon
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    self.gamma = self.add_weight(name="gamma", shape=[channels],
+                                 initializer="ones")
+    self.beta = self.add_weight(name="beta", shape=[channels],
+                                initializer="zeros")
+
+  def call(self, x):
+    axes = list(range(len(x.shape) - 1))
+    mean, variance = tf.nn.moments(x, axes=axes)
+    return tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma,
+                                     self.epsilon)
+
+  def get_config(self):
+    return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def build_feature_extractor(input_shape: tuple[int, int, int], *,
+                            variant: Conv4Variant | str = Conv4Variant.MAXPOOL,
+                            filters: int = 64, seed: int = 0) -> tf.keras.Model:
+  """The four conv blocks and a flatten: images -> features.
+
+  Args:
+    input_shape: (H, W, channels) of the images, values in [0, 1].
+    variant: `maxpool` (SPEC.md §2) or `strided` (Reptile's Omniglot model).
+    filters: channels of every conv layer.
+    seed: seeds the Glorot initialisers (layer i uses seed + i).
+  """
+  variant = Conv4Variant(variant)
+  if len(input_shape) != 3 or min(input_shape) <= 0:
+    raise ValueError(f"input_shape must be (H, W, channels), got {input_shape}")
+  if filters <= 0:
+    raise ValueError(f"filters must be positive, got {filters}")
+  inputs = tf.keras.Input(shape=input_shape, name="images")
+  x = inputs
+  for i in range(4):
+    strides = 2 if variant is Conv4Variant.STRIDED else 1
+    x = tf.keras.layers.Conv2D(
+        filters, 3, strides=strides, padding="same", use_bias=False,
+        kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + i),
+        name=f"conv{i + 1}")(x)
+    x = BatchStatNorm(name=f"norm{i + 1}")(x)
+    x = tf.keras.layers.ReLU(name=f"relu{i + 1}")(x)
+    if variant is Conv4Variant.MAXPOOL:
+      x = tf.keras.layers.MaxPool2D(2, name=f"pool{i + 1}")(x)
+  x = tf.keras.layers.Flatten(name="flatten")(x)
+  return tf.keras.Model(inputs, x, name=FEATURES_LAYER)
+
+
+def build_conv4(input_shape: tuple[int, int, int], num_classes: int, *,
+                variant: Conv4Variant | str = Conv4Variant.MAXPOOL,
+                filters: int = 64, seed: int = 0) -> tf.keras.Model:
+  """Conv4 classifier: feature extractor + dense layer with `num_classes` logits.
+
+  The model outputs logits; the softmax of SPEC.md §2 is applied by the loss
+  (`from_logits=True`) and by the serving signature.
+  """
+  if num_classes < 2:
+    raise ValueError(f"num_classes (N) must be >= 2, got {num_classes}")
+  features = build_feature_extractor(input_shape, variant=variant,
+                                     filters=filters, seed=seed)
+  inputs = tf.keras.Input(shape=input_shape, name="images")
+  logits = tf.keras.layers.Dense(
+      num_classes,
+      kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + 4),
+      name=LOGITS_LAYER)(features(inputs))
+  return tf.keras.Model(inputs, logits, name=f"conv4_{Conv4Variant(variant).value}")
+
+
+def feature_extractor(model: tf.keras.Model) -> tf.keras.Model:
+  """The feature-extractor sub-model of a `build_conv4` model (shared weights)."""
+  return model.get_layer(FEATURES_LAYER)

@@ -1,0 +1,104 @@
+"""The in-process driver: the same round as the TFF process, without TFF.
+
+TFF's C++ worker does not use a GPU; this driver calls the same client-work
+tf.function (`meta/client_work.py`) and the same server update
+(`meta/server_tf.py`) in this Python process, on whatever device TensorFlow
+picks. Aggregation reproduces the secure-sum mean's arithmetic (clipping to
+the bound, unweighted mean), so on the same seed both runtimes give the same
+global model to float tolerance (tests/runtime/inprocess_test.py).
+
+Both drivers expose the same small interface (`RoundRunner`), used by the
+experiment loop: `initialize()`, `next(state, client_ids)`,
+`weights(state)`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.meta import client_work as client_work_lib
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.meta import server_tf
+from fedmeta_tf.meta import weights as w
+from fedmeta_tf.tff_process import aggregators as aggregators_lib
+
+
+class RoundRunner(abc.ABC):
+  """Runs federated rounds; states are opaque to callers."""
+
+  @abc.abstractmethod
+  def initialize(self) -> Any:
+    ...
+
+  @abc.abstractmethod
+  def next(self, state, client_ids: Sequence[int]) -> tuple[Any, dict]:
+    """One round with the updates of `client_ids`; returns (state, metrics)."""
+
+  @abc.abstractmethod
+  def weights(self, state) -> list[np.ndarray]:
+    ...
+
+  @abc.abstractmethod
+  def with_weights(self, state, weights) -> Any:
+    """`state` with the global model replaced by `weights` (for resuming and
+    for starting experiments from a saved model)."""
+
+
+class InProcessRunner(RoundRunner):
+  """Federated Reptile rounds in this process (CPU or GPU)."""
+
+  def __init__(self, *, model_fn: Callable[[], tf.keras.Model],
+               client_work: client_work_lib.ClientWork, inner_lr: float,
+               aggregator: str, secure_sum_bound: float):
+    aggregators_lib.build_aggregator(aggregator,
+                                     secure_sum_bound=secure_sum_bound)
+    if aggregators_lib.AggregatorName(aggregator) not in (
+        aggregators_lib.AggregatorName.SECURE_MEAN,
+        aggregators_lib.AggregatorName.MEAN):
+      raise ValueError(f"the in-process runtime has no aggregator {aggregator!r}")
+    self._secure = (aggregators_lib.AggregatorName(aggregator) is
+                    aggregators_lib.AggregatorName.SECURE_MEAN)
+    self._bound = secure_sum_bound
+    self._model = model_fn()
+    self._optimizer = reptile_tf.make_inner_optimizer(inner_lr)
+    reptile_tf.build_optimizer(self._optimizer, self._model)
+    self._client_work = client_work
+    self._client_update = client_work_lib.make_client_update_fn(
+        client_work, self._model, self._optimizer)
+    self._server_update = tf.function(server_tf.server_update)
+
+  def initialize(self):
+    return server_tf.initial_server_state(self._model)
+
+  def next(self, state, client_ids):
+    updates = []
+    upper_clipped = lower_clipped = 0
+    for client_id in client_ids:
+      data = self._client_work.make_client_data(client_id)
+      output = self._client_update(state.weights, data, state.round_num)
+      update = [u.numpy() for u in output.update]
+      if self._secure:
+        upper, lower = aggregators_lib.count_clipped(update, self._bound)
+        upper_clipped += upper
+        lower_clipped += lower
+        update = aggregators_lib.clip_like_secure_sum(update, self._bound)
+      updates.append(update)
+    mean_update = w.average(updates)
+    new_state = self._server_update(state, mean_update)
+    metrics = {}
+    if self._secure:
+      metrics = {"secure_upper_clipped_count": upper_clipped,
+                 "secure_lower_clipped_count": lower_clipped}
+    return new_state, metrics
+
+  def weights(self, state):
+    return [np.asarray(v) for v in state.weights]
+
+  def with_weights(self, state, weights):
+    return server_tf.ServerState(
+        weights=[tf.constant(v, tf.float32) for v in weights],
+        round_num=state.round_num)

@@ -1,0 +1,60 @@
+"""`RoundRunner` over the TFF iterative process (the simulation driver)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.meta import client_work as client_work_lib
+from fedmeta_tf.runtime.inprocess import RoundRunner
+from fedmeta_tf.tff_process import aggregators as aggregators_lib
+from fedmeta_tf.tff_process import process as process_lib
+
+
+def _flatten_measurements(measurements, prefix="") -> dict:
+  flat = {}
+  items = (measurements.items() if hasattr(measurements, "items") else
+           enumerate(measurements) if isinstance(measurements, (list, tuple))
+           else None)
+  if items is None:
+    return {prefix.rstrip("/"): np.asarray(measurements).item()}
+  for key, value in items:
+    flat.update(_flatten_measurements(value, f"{prefix}{key}/"))
+  return flat
+
+
+class TffRunner(RoundRunner):
+  """Runs rounds with the TFF process; needs an active TFF context
+  (`fedmeta_tf.tff_process.contexts.tff_runtime`)."""
+
+  def __init__(self, *, model_fn: Callable[[], tf.keras.Model],
+               client_work: client_work_lib.ClientWork, inner_lr: float,
+               aggregator: str, secure_sum_bound: float, image_shape):
+    self._client_work = client_work
+    self.process = process_lib.build_fedmeta_process(
+        model_fn=model_fn, client_work=client_work,
+        aggregation_factory=aggregators_lib.build_aggregator(
+            aggregator, secure_sum_bound=secure_sum_bound),
+        inner_lr=inner_lr, image_shape=image_shape)
+
+  def initialize(self):
+    return self.process.initialize()
+
+  def next(self, state, client_ids):
+    data = [self._client_work.make_client_data(c) for c in client_ids]
+    state, measurements = self.process.next(state, data)
+    metrics = {k: v for k, v in _flatten_measurements(measurements).items()
+               if "clipped_count" in k}
+    return state, {k.split("/")[-1]: v for k, v in metrics.items()}
+
+  def weights(self, state):
+    return process_lib.get_weights(state)
+
+  def with_weights(self, state, weights):
+    state = dict(state)
+    model = dict(state["model"])
+    model["weights"] = [np.asarray(v, np.float32) for v in weights]
+    state["model"] = model
+    return state
