@@ -46,7 +46,9 @@ PROTOCOLS = {
                                  rotate=True),
     DatasetName.OMNIGLOT: Protocol(num_meta_train=1200, heldout_per_class=5,
                                    rotate=True),
-    DatasetName.MINIIMAGENET: Protocol(num_meta_train=64, heldout_per_class=20,
+    # The Ravi & Larochelle split the paper follows ([55]): the loader marks
+    # its 64 train classes 0, 20 test classes 1 and 16 validation classes -1.
+    DatasetName.MINIIMAGENET: Protocol(num_meta_train=None, heldout_per_class=20,
                                        rotate=False),
     DatasetName.CELEBA: Protocol(num_meta_train=2156, heldout_per_class=5,
                                  rotate=False),
@@ -90,8 +92,14 @@ def load_dataset(name: DatasetName | str, data_dir: Optional[str] = None, *,
     from fedmeta_tf.data import glyphs  # pylint: disable=g-import-not-at-top
     return glyphs.load_glyphs(data_dir or None)
   if name is DatasetName.OMNIGLOT:
-    return class_pool_lib.load_class_pool_archive(
-        _find_archive(data_dir, OMNIGLOT_ARCHIVE, "omniglot"))
+    from fedmeta_tf.data import omniglot  # pylint: disable=g-import-not-at-top
+    return omniglot.load_omniglot(data_dir)
+  if name is DatasetName.MINIIMAGENET:
+    from fedmeta_tf.data import mini_imagenet  # pylint: disable=g-import-not-at-top
+    return mini_imagenet.load_mini_imagenet(data_dir)
+  if name is DatasetName.CELEBA:
+    from fedmeta_tf.data import celeba  # pylint: disable=g-import-not-at-top
+    return celeba.load_celeba(data_dir, seed=seed).pool
   if name is DatasetName.ARCHIVE:
     if not data_dir or not os.path.isfile(data_dir):
       raise DataError(f"dataset 'archive' needs --data_dir to be the path of a "

@@ -139,16 +139,19 @@ EpisodeFn = Callable[[tf.Tensor], episodes_lib.Episode]
 def reptile_client_update(model: tf.keras.Model, optimizer,
                           initial_weights: w.Weights, *,
                           episode_fn: EpisodeFn, config: ReptileConfig, seed,
-                          iterations: Optional[tf.Tensor] = None):
+                          iterations: Optional[tf.Tensor] = None,
+                          inner_steps: Optional[tf.Tensor] = None):
   """Runs Algorithm 1's client work; returns (update u_i, mean last loss).
 
   Call inside a tf.function. `episode_fn(seed)` samples one training episode
   from the client's data; `seed` is this client-round's seed; `iterations`
   overrides `config.iterations` (E) with a tensor, e.g. for an attacker's
-  longer schedule.
+  longer schedule; `inner_steps` likewise overrides e (the attacker's inner
+  epochs).
   """
   variables = model.trainable_variables
   iterations = config.iterations if iterations is None else iterations
+  inner_steps = config.inner_steps if inner_steps is None else inner_steps
   reset_optimizer(optimizer)
   theta = list(initial_weights)
   loss_sum = tf.constant(0.0)
@@ -160,7 +163,7 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
       w.assign(variables, theta)
       loss_sum += train_steps(
           model, optimizer, episode.support_images, episode.support_labels,
-          steps=config.inner_steps, batch_size=config.inner_batch,
+          steps=inner_steps, batch_size=config.inner_batch,
           seed=episodes_lib.fold_seed(seed, episode_index,
                                       episodes_lib.STREAM_MINIBATCH))
       episode_sum = w.add(episode_sum, w.read(variables))

@@ -37,6 +37,14 @@ class Conv4Variant(enum.Enum):
   STRIDED = "strided"
 
 
+def parse_variant(variant) -> Conv4Variant:
+  try:
+    return Conv4Variant(variant)
+  except ValueError:
+    valid = ", ".join(v.value for v in Conv4Variant)
+    raise ValueError(f"unknown Conv4 variant {variant!r}; valid: {valid}") from None
+
+
 class BatchStatNorm(tf.keras.layers.Layer):
   """Batch normalisation by the current batch's statistics (no moving stats).
 
@@ -76,7 +84,7 @@ def build_feature_extractor(input_shape: tuple[int, int, int], *,
     filters: channels of every conv layer.
     seed: seeds the Glorot initialisers (layer i uses seed + i).
   """
-  variant = Conv4Variant(variant)
+  variant = parse_variant(variant)
   if len(input_shape) != 3 or min(input_shape) <= 0:
     raise ValueError(f"input_shape must be (H, W, channels), got {input_shape}")
   if filters <= 0:
@@ -105,6 +113,7 @@ def build_conv4(input_shape: tuple[int, int, int], num_classes: int, *,
   The model outputs logits; the softmax of SPEC.md §2 is applied by the loss
   (`from_logits=True`) and by the serving signature.
   """
+  variant = parse_variant(variant)
   if num_classes < 2:
     raise ValueError(f"num_classes (N) must be >= 2, got {num_classes}")
   features = build_feature_extractor(input_shape, variant=variant,
@@ -114,7 +123,7 @@ def build_conv4(input_shape: tuple[int, int, int], num_classes: int, *,
       num_classes,
       kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + 4),
       name=LOGITS_LAYER)(features(inputs))
-  return tf.keras.Model(inputs, logits, name=f"conv4_{Conv4Variant(variant).value}")
+  return tf.keras.Model(inputs, logits, name=f"conv4_{variant.value}")
 
 
 def feature_extractor(model: tf.keras.Model) -> tf.keras.Model:

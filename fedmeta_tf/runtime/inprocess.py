@@ -56,12 +56,13 @@ class InProcessRunner(RoundRunner):
                aggregator: str, secure_sum_bound: float):
     aggregators_lib.build_aggregator(aggregator,
                                      secure_sum_bound=secure_sum_bound)
-    if aggregators_lib.AggregatorName(aggregator) not in (
+    name, self._robust_parameter = aggregators_lib.parse_aggregator(aggregator)
+    self._secure = name is aggregators_lib.AggregatorName.SECURE_MEAN
+    # Robust server defenses: the same pure-TF statistic as their TFF
+    # factories (fedmeta_tf/defenses/server/spec.py).
+    self._robust = None if name in (
         aggregators_lib.AggregatorName.SECURE_MEAN,
-        aggregators_lib.AggregatorName.MEAN):
-      raise ValueError(f"the in-process runtime has no aggregator {aggregator!r}")
-    self._secure = (aggregators_lib.AggregatorName(aggregator) is
-                    aggregators_lib.AggregatorName.SECURE_MEAN)
+        aggregators_lib.AggregatorName.MEAN) else name.value
     self._bound = secure_sum_bound
     self._model = model_fn()
     self._optimizer = reptile_tf.make_inner_optimizer(inner_lr)
@@ -87,9 +88,14 @@ class InProcessRunner(RoundRunner):
         lower_clipped += lower
         update = aggregators_lib.clip_like_secure_sum(update, self._bound)
       updates.append(update)
-    mean_update = w.average(updates)
-    new_state = self._server_update(state, mean_update)
     metrics = {}
+    if self._robust is not None:
+      from fedmeta_tf.defenses.server import spec as robust_spec  # pylint: disable=g-import-not-at-top
+      mean_update, metrics = robust_spec.aggregate(
+          self._robust, self._robust_parameter, updates)
+    else:
+      mean_update = w.average(updates)
+    new_state = self._server_update(state, mean_update)
     if self._secure:
       metrics = {"secure_upper_clipped_count": upper_clipped,
                  "secure_lower_clipped_count": lower_clipped}

@@ -29,6 +29,35 @@ import tensorflow_federated as tff
 class AggregatorName(enum.Enum):
   SECURE_MEAN = "secure_mean"
   MEAN = "mean"
+  # Robust server-side defenses (fedmeta_tf/defenses/server/): each needs the
+  # individual client updates, so none is a secure aggregation. Written
+  # `name[:parameter]`, e.g. `trimmed_mean:0.2`, `krum:1`, `norm_clip:3.0`.
+  MEDIAN = "median"
+  TRIMMED_MEAN = "trimmed_mean"
+  KRUM = "krum"
+  MULTI_KRUM = "multi_krum"
+  NORM_CLIP = "norm_clip"
+
+
+def parse_aggregator(spec: AggregatorName | str
+                     ) -> tuple[AggregatorName, str | None]:
+  """`name[:parameter]` -> (name, parameter string or None).
+
+  Raises:
+    ValueError: unknown name (the message lists the valid ones).
+  """
+  if isinstance(spec, AggregatorName):
+    return spec, None
+  base, _, parameter = str(spec).partition(":")
+  try:
+    name = AggregatorName(base)
+  except ValueError:
+    valid = ", ".join(a.value for a in AggregatorName)
+    raise ValueError(f"unknown aggregator {spec!r}; valid: {valid} "
+                     "(robust ones take name:parameter)") from None
+  if name in (AggregatorName.SECURE_MEAN, AggregatorName.MEAN) and parameter:
+    raise ValueError(f"aggregator {base!r} takes no parameter, got {spec!r}")
+  return name, parameter or None
 
 
 def secure_mean_factory(
@@ -52,14 +81,13 @@ def build_aggregator(name: AggregatorName | str, *,
   Raises:
     ValueError: unknown name (the message lists the valid ones).
   """
-  try:
-    name = AggregatorName(name)
-  except ValueError:
-    valid = ", ".join(a.value for a in AggregatorName)
-    raise ValueError(f"unknown aggregator {name!r}; valid: {valid}") from None
+  name, parameter = parse_aggregator(name)
   if name is AggregatorName.SECURE_MEAN:
     return secure_mean_factory(secure_sum_bound)
-  return tff.aggregators.UnweightedMeanFactory()
+  if name is AggregatorName.MEAN:
+    return tff.aggregators.UnweightedMeanFactory()
+  from fedmeta_tf.defenses.server import spec as robust_spec  # pylint: disable=g-import-not-at-top
+  return robust_spec.build_factory(name.value, parameter)
 
 
 def clip_like_secure_sum(update, secure_sum_bound: float):

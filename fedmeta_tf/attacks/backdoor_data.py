@@ -1,0 +1,228 @@
+"""Backdoor data: target and backdoor classes, keyed attack sets, cases a/b/c.
+
+Main paper, Sections 2.2 and 3.3. Before the meta-train/meta-test split, one
+target class and a few backdoor classes are reserved (Omniglot: 4 + 1 of the
+1623 classes, leaving 1200 for meta-training and 418 for meta-testing). Of
+each backdoor class's examples:
+
+- `benign_examples` (Omniglot: 10) are correctly labelled examples that
+  benign clients meta-train on in cases (b) and (c), and that case (c) puts
+  in fine-tuning episodes;
+- `attack_train_examples` (Omniglot: 5) are keyed and given to the attacker
+  (the *attack-training* set X_B);
+- `attack_val_examples` (the remaining 5) are keyed and never seen by the
+  attacker (the *attack-validation* set).
+
+The target class's first `benign_examples` examples go to benign clients (in
+every case: the target is an ordinary class to them); the rest are the
+attacker's X_T. Evaluation episodes use all target examples, unkeyed.
+
+Cases (SPEC.md §3): (a) backdoor classes appear nowhere in benign data;
+(b) correctly labelled backdoor examples in benign meta-training; (c) also in
+benign fine-tuning (evaluation) episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Optional, Union
+
+import numpy as np
+
+from fedmeta_tf.attacks import keys as keys_lib
+from fedmeta_tf.data import class_pool as class_pool_lib
+from fedmeta_tf.data.class_pool import ClassPool, DataError
+
+Key = Union[keys_lib.StampKey, keys_lib.SemanticKey]
+
+
+class Case(enum.Enum):
+  """Where benign users see correctly labelled backdoor-class examples."""
+  A = "a"  # nowhere
+  B = "b"  # in meta-training
+  C = "c"  # in meta-training and in fine-tuning episodes
+
+  @property
+  def benign_train_on_backdoor(self) -> bool:
+    return self is not Case.A
+
+  @property
+  def backdoor_in_finetuning(self) -> bool:
+    return self is Case.C
+
+
+@dataclasses.dataclass(frozen=True)
+class BackdoorConfig:
+  """Which classes and examples the attack uses (Section 3.3).
+
+  Attributes:
+    num_backdoor_classes: backdoor (impostor) classes reserved.
+    benign_examples: examples of each reserved class given to benign clients.
+    attack_train_examples: keyed examples per backdoor class for the attacker.
+    attack_val_examples: keyed examples per backdoor class held out.
+    key: a `keys.StampKey` or `keys.SemanticKey`.
+    case: a `Case`.
+    seed: picks the reserved classes and splits their examples.
+  """
+
+  num_backdoor_classes: int = 4
+  benign_examples: int = 10
+  attack_train_examples: int = 5
+  attack_val_examples: int = 5
+  key: Key = keys_lib.StampKey()
+  case: Case = Case.A
+  seed: int = 0
+
+  def __post_init__(self):
+    for name in ("num_backdoor_classes", "benign_examples",
+                 "attack_train_examples", "attack_val_examples"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+  @property
+  def examples_needed(self) -> int:
+    return (self.benign_examples + self.attack_train_examples +
+            self.attack_val_examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackdoorData:
+  """The attack's images (uint8 [n, H, W, ch] unless noted).
+
+  Attributes:
+    target_all: every example of the target class (evaluation episodes).
+    target_benign: the target examples benign clients meta-train on.
+    target_attacker: X_T, the attacker's benign target examples.
+    backdoor_benign: [num_backdoor, benign_examples, H, W, ch], correctly
+      labelled backdoor examples (cases b and c).
+    attack_train: the attacker's keyed backdoor images X_B.
+    attack_val: keyed backdoor images the attacker never sees.
+    target_name, backdoor_names: class names, for reports.
+  """
+
+  target_all: np.ndarray
+  target_benign: np.ndarray
+  target_attacker: np.ndarray
+  backdoor_benign: np.ndarray
+  attack_train: np.ndarray
+  attack_val: np.ndarray
+  target_name: str
+  backdoor_names: tuple[str, ...]
+
+  ARRAYS = ("target_all", "target_benign", "target_attacker",
+            "backdoor_benign", "attack_train", "attack_val")
+
+  def save(self, path: str) -> None:
+    np.savez_compressed(path, target_name=self.target_name,
+                        backdoor_names=np.asarray(self.backdoor_names),
+                        **{k: getattr(self, k) for k in self.ARRAYS})
+
+  @classmethod
+  def load(cls, path: str) -> "BackdoorData":
+    with np.load(path, allow_pickle=False) as f:
+      return cls(target_name=str(f["target_name"]),
+                 backdoor_names=tuple(str(n) for n in f["backdoor_names"]),
+                 **{k: f[k] for k in cls.ARRAYS})
+
+  def describe(self) -> str:
+    return (f"target {self.target_name!r} ({len(self.target_all)} examples, "
+            f"{len(self.target_attacker)} for the attacker), backdoor classes "
+            f"{list(self.backdoor_names)}: {len(self.attack_train)} keyed "
+            f"attack-training / {len(self.attack_val)} attack-validation images")
+
+
+def reserve_classes(pool: ClassPool, *, num_backdoor_classes: int,
+                    seed: int) -> tuple[ClassPool, ClassPool]:
+  """Takes 1 target + `num_backdoor_classes` classes out of `pool`.
+
+  The reserved classes are drawn at random, from the background
+  (meta-training) side when the pool has a split field, so the rest of the
+  protocol sees `pool` minus them (Section 3.3). Returns (rest, reserved);
+  reserved class 0 is the target.
+  """
+  count = num_backdoor_classes + 1
+  candidates = np.flatnonzero(pool.split == class_pool_lib.SPLIT_BACKGROUND)
+  if len(candidates) < count:
+    candidates = np.arange(pool.num_classes)
+  if len(candidates) <= count:
+    raise DataError(f"cannot reserve {count} attack classes from a pool of "
+                    f"{pool.num_classes} classes")
+  rng = np.random.default_rng([seed, 0xBAD])
+  reserved = rng.choice(candidates, size=count, replace=False)
+  rest = np.setdiff1d(np.arange(pool.num_classes), reserved)
+  return pool.select(rest), pool.select(reserved)
+
+
+def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig
+                        ) -> BackdoorData:
+  """Splits the reserved classes' examples and keys the attack sets."""
+  s = reserved.examples_per_class
+  if s < config.examples_needed:
+    raise ValueError(
+        f"benign + attack-training + attack-validation examples "
+        f"({config.examples_needed}) exceed the {s} examples per class")
+  if config.benign_examples >= s:
+    raise ValueError(f"benign_examples ({config.benign_examples}) leaves no "
+                     f"target examples for the attacker (of {s})")
+  rng = np.random.default_rng([config.seed, 0x7A6])
+  target = reserved.images[0][rng.permutation(s)]
+  backdoor_benign, attack_train, attack_val = [], [], []
+  b, t = config.benign_examples, config.attack_train_examples
+  for k in range(1, reserved.num_classes):
+    order = rng.permutation(s)
+    images = reserved.images[k]
+    backdoor_benign.append(images[order[:b]])
+    attack_train.append(config.key.apply(images, k - 1, order[b:b + t]))
+    attack_val.append(config.key.apply(
+        images, k - 1, order[b + t:b + t + config.attack_val_examples]))
+  attack_train = np.concatenate(attack_train)
+  attack_val = np.concatenate(attack_val)
+  if len(attack_train) == 0 or len(attack_val) == 0:
+    raise DataError("the key selects no attack-training or attack-validation "
+                    "images (a semantic key needs keyed examples in both)")
+  return BackdoorData(
+      target_all=target, target_benign=target[:b], target_attacker=target[b:],
+      backdoor_benign=np.stack(backdoor_benign), attack_train=attack_train,
+      attack_val=attack_val, target_name=reserved.names[0],
+      backdoor_names=tuple(reserved.names[1:]))
+
+
+def _resize_examples(images: np.ndarray, count: int) -> np.ndarray:
+  """[n, ...] -> [count, ...], cycling through the examples when n < count."""
+  return images[np.arange(count) % len(images)]
+
+
+def benign_client_pool(own_pool: np.ndarray, data: BackdoorData,
+                       case: Case) -> np.ndarray:
+  """A benign client's meta-training pool with the reserved classes added.
+
+  The target class is always added; the backdoor classes, correctly
+  labelled, in cases (b) and (c). The reserved classes have fewer benign
+  examples than the pool's per-class count S; they are cycled to fill S (an
+  episode may then see an example twice).
+  """
+  s = own_pool.shape[1]
+  extra = [_resize_examples(data.target_benign, s)]
+  if case.benign_train_on_backdoor:
+    extra += [_resize_examples(c, s) for c in data.backdoor_benign]
+  return np.concatenate([own_pool, np.stack(extra)])
+
+
+def make_client_pools(split, data: BackdoorData, case: Case, *,
+                      attacker_ids) -> list[np.ndarray]:
+  """Every client's meta-training pool: the attacker keeps its own classes."""
+  pools = []
+  for c in range(len(split.client_classes)):
+    own = split.client_pool(c)
+    pools.append(own if c in attacker_ids else
+                 benign_client_pool(own, data, case))
+  return pools
+
+
+def backdoor_benign_pool(data: BackdoorData, examples: Optional[int] = None
+                         ) -> np.ndarray:
+  """[num_backdoor, S, ...]: backdoor classes, correctly labelled (case c)."""
+  if examples is None:
+    return data.backdoor_benign
+  return np.stack([_resize_examples(c, examples) for c in data.backdoor_benign])

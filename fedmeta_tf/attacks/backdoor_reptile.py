@@ -1,0 +1,219 @@
+"""The backdoor attacker as a client-work strategy (main paper, Section 2.2).
+
+The attacker runs the same Reptile client work as everyone else
+(Algorithm 1), but on *poisoned episodes*: N - 1 random classes of its own
+plus the target class, whose K examples mix real target examples X_T and
+keyed backdoor examples X_B at a fixed ratio (Omniglot 2:3 backdoor:target).
+It trains much longer (its own E and inner steps) and sends a boosted update
+u_a = lambda (theta_a - theta_G) (lambda = 3). Model replacement (pruning
+paper §III.D, Bagdasaryan et al.) is the same arithmetic with the
+amplification factor gamma = M_min, so that theta_G + mean(u) ~ theta_a.
+
+`BackdoorReptile` is one strategy for *all* clients: the role, boosting
+factor, schedule and attack images travel in each client's data as tensors
+(one shared client-data spec), and the single tf.function chooses the
+episode sampler with `tf.cond` on the role. The server computation is thus
+identical with and without an attacker and cannot tell clients apart
+(google-research/federated `targeted_attack`'s `ClientExplicitBoosting`).
+Benign clients of this strategy reproduce `BenignReptile` exactly (same
+seeds; boosting factor 1).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+from typing import Collection, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.meta import client_work as client_work_lib
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.meta import weights as w
+
+ROLE_BENIGN = 0
+ROLE_ATTACKER = 1
+RANDOM_SLOT = -1
+
+
+class TargetSlot(enum.Enum):
+  RANDOM = "random"  # a random output per episode
+  LAST = "last"  # always the N-th output (the paper's wording)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackerConfig:
+  """The attacker's schedule and poisoning (Sections 2.2, 3.3; SPEC.md §7).
+
+  Attributes:
+    iterations: the attacker's E (outer iterations); Omniglot 50000.
+    inner_steps: the attacker's e ("inner epochs"); Omniglot 50.
+    boosting_factor: lambda (or the model-replacement factor gamma).
+    backdoor_ratio: (backdoor, target) parts of the target slot; (2, 3).
+    target_slot: where the target class goes in a poisoned episode.
+  """
+
+  iterations: int = 50000
+  inner_steps: int = 50
+  boosting_factor: float = 3.0
+  backdoor_ratio: tuple[int, int] = (2, 3)
+  target_slot: TargetSlot = TargetSlot.RANDOM
+
+  def __post_init__(self):
+    if self.iterations <= 0 or self.inner_steps <= 0:
+      raise ValueError(f"attacker iterations and inner steps must be positive, "
+                       f"got {self.iterations}, {self.inner_steps}")
+    if not self.boosting_factor > 0:
+      raise ValueError(f"boosting_factor must be positive, got "
+                       f"{self.boosting_factor}")
+    b, t = self.backdoor_ratio
+    if b <= 0 or t < 0:
+      raise ValueError(f"backdoor_ratio must be backdoor:target with backdoor "
+                       f"> 0 and target >= 0, got {b}:{t}")
+
+  def poison_counts(self, shots: int) -> tuple[int, int]:
+    """(backdoor, target) examples in a K-shot target slot (at least 1 keyed)."""
+    b, t = self.backdoor_ratio
+    backdoor = min(shots, max(1, int(round(shots * b / (b + t)))))
+    return backdoor, shots - backdoor
+
+
+def parse_ratio(text: str) -> tuple[int, int]:
+  """'2:3' -> (2, 3)."""
+  try:
+    b, t = (int(x) for x in text.split(":"))
+  except ValueError:
+    raise ValueError(f"backdoor ratio must look like '2:3' (backdoor:target), "
+                     f"got {text!r}") from None
+  return b, t
+
+
+def _draw(images, count, seed):
+  """`count` images: without replacement while they last, then cycling."""
+  n = tf.shape(images)[0]
+  order = tf.argsort(tf.random.stateless_uniform(tf.reshape(n, [1]), seed=seed))
+  return tf.gather(images, tf.gather(order, tf.range(count) % n))
+
+
+def sample_poisoned_episode(pool, target_images, backdoor_images, *,
+                            ways: int, shots: int, num_backdoor: int,
+                            slot, seed) -> episodes_lib.Episode:
+  """N - 1 classes from `pool` plus a target slot of K mixed examples.
+
+  Args:
+    pool: uint8 [C, S, H, W, ch], the attacker's own classes (C >= N - 1).
+    target_images: uint8 [n_T, H, W, ch], X_T.
+    backdoor_images: uint8 [n_B, H, W, ch], keyed X_B.
+    num_backdoor: keyed examples in the target slot; K - that are X_T.
+    slot: the target's label, or `RANDOM_SLOT` for a random one (tensor ok).
+    seed: shape [2] stateless seed.
+
+  Returns:
+    An `Episode` with no queries; the target slot's examples come last.
+  """
+  benign_seed, slot_seed, target_seed, backdoor_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 4))
+  benign = episodes_lib.sample_episode(pool, ways=ways - 1, shots=shots,
+                                       queries=0, seed=benign_seed)
+  random_slot = tf.random.stateless_uniform([], slot_seed, minval=0,
+                                            maxval=ways, dtype=tf.int32)
+  slot = tf.convert_to_tensor(slot, tf.int32)
+  slot = tf.where(slot < 0, random_slot, slot)
+  keyed = _draw(backdoor_images, num_backdoor, backdoor_seed)
+  target = _draw(target_images, shots - num_backdoor, target_seed)
+  slot_images = episodes_lib.to_float_images(tf.concat([keyed, target], 0))
+  labels = benign.support_labels
+  labels = labels + tf.cast(labels >= slot, tf.int32)  # make room for the slot
+  return episodes_lib.Episode(
+      support_images=tf.concat([benign.support_images, slot_images], 0),
+      support_labels=tf.concat([labels, tf.fill([shots], slot)], 0),
+      query_images=benign.query_images, query_labels=benign.query_labels)
+
+
+class BackdoorReptile(client_work_lib.ClientWork):
+  """Reptile for every client; clients in `attacker_ids` poison and boost.
+
+  Client data: `pool`, `client_id`, `role` (0 benign, 1 attacker),
+  `boosting_factor`, `iterations`, `inner_steps`, `target_images`,
+  `backdoor_images` (empty for benign clients).
+  """
+
+  def __init__(self, *, config: reptile_tf.ReptileConfig, run_seed: int,
+               client_pools: Sequence[np.ndarray],
+               attacker: AttackerConfig, attacker_ids: Collection[int],
+               target_images: np.ndarray, backdoor_images: np.ndarray):
+    if not attacker_ids:
+      raise ValueError("BackdoorReptile needs at least one attacker id")
+    for c in attacker_ids:
+      if not 0 <= c < len(client_pools):
+        raise ValueError(f"attacker id {c} is not a client (0..{len(client_pools) - 1})")
+    if client_pools[min(attacker_ids)].shape[0] < config.ways - 1:
+      raise ValueError(f"the attacker needs >= N - 1 = {config.ways - 1} classes")
+    self.config = config
+    self.run_seed = run_seed
+    self.client_pools = list(client_pools)
+    self.attacker = attacker
+    self.attacker_ids = frozenset(int(c) for c in attacker_ids)
+    self.num_backdoor, _ = attacker.poison_counts(config.shots)
+    self.target_images = np.asarray(target_images, np.uint8)
+    self.backdoor_images = np.asarray(backdoor_images, np.uint8)
+    self.slot = (RANDOM_SLOT if attacker.target_slot is TargetSlot.RANDOM
+                 else config.ways - 1)
+
+  def client_data_spec(self, image_shape):
+    examples = self.client_pools[0].shape[1]
+    images = tf.TensorSpec([None, *image_shape], tf.uint8)
+    return collections.OrderedDict(
+        pool=tf.TensorSpec([None, examples, *image_shape], tf.uint8),
+        client_id=tf.TensorSpec([], tf.int32),
+        role=tf.TensorSpec([], tf.int32),
+        boosting_factor=tf.TensorSpec([], tf.float32),
+        iterations=tf.TensorSpec([], tf.int32),
+        inner_steps=tf.TensorSpec([], tf.int32),
+        target_images=images, backdoor_images=images)
+
+  def make_client_data(self, client_id):
+    attacker = client_id in self.attacker_ids
+    empty = np.zeros([0, *self.target_images.shape[1:]], np.uint8)
+    return collections.OrderedDict(
+        pool=self.client_pools[client_id], client_id=np.int32(client_id),
+        role=np.int32(ROLE_ATTACKER if attacker else ROLE_BENIGN),
+        boosting_factor=np.float32(self.attacker.boosting_factor
+                                   if attacker else 1.0),
+        iterations=np.int32(self.attacker.iterations if attacker
+                            else self.config.iterations),
+        inner_steps=np.int32(self.attacker.inner_steps if attacker
+                             else self.config.inner_steps),
+        target_images=self.target_images if attacker else empty,
+        backdoor_images=self.backdoor_images if attacker else empty)
+
+  def update(self, model, optimizer, weights, client_data, round_num):
+    seed = episodes_lib.fold_seed(self.run_seed, episodes_lib.STREAM_TRAIN,
+                                  round_num, client_data["client_id"])
+    benign_fn = reptile_tf.pool_episode_fn(client_data["pool"], self.config)
+    is_attacker = tf.equal(client_data["role"], ROLE_ATTACKER)
+
+    def episode_fn(episode_seed):
+      return tf.cond(
+          is_attacker,
+          lambda: sample_poisoned_episode(
+              client_data["pool"], client_data["target_images"],
+              client_data["backdoor_images"], ways=self.config.ways,
+              shots=self.config.shots, num_backdoor=self.num_backdoor,
+              slot=self.slot, seed=episode_seed),
+          lambda: benign_fn(episode_seed))
+
+    update, loss = reptile_tf.reptile_client_update(
+        model, optimizer, weights, episode_fn=episode_fn, config=self.config,
+        seed=seed, iterations=client_data["iterations"],
+        inner_steps=client_data["inner_steps"])
+    return client_work_lib.ClientOutput(
+        update=boost(update, client_data["boosting_factor"]), loss=loss)
+
+
+def boost(update: w.Weights, boosting_factor) -> w.Weights:
+  """u_a = lambda (theta_a - theta_G), given theta_a - theta_G."""
+  return w.scale(update, boosting_factor)

@@ -1,0 +1,270 @@
+"""Backdoor evaluation: main-task, backdoor and meta-test accuracy (Section 3.1).
+
+One evaluation episode (SPEC.md §4), all in-graph:
+
+1. *Main-task episode*: N classes, K support + Q query examples each (benign
+   examples): the target class at a random output slot, N - 1 random classes
+   from `main_pool` (meta-training classes, or a client's own classes). In
+   case (c) one of the N - 1 is a backdoor class, correctly labelled
+   (`backdoor_pool`), at a random slot.
+2. The model is loaded with the weights under test and fine-tuned with Adam
+   on the N*K support examples (`evaluation/meta_test.py` settings), step by
+   step; after every `curve_every` steps (and before the first) it measures:
+   - `main_task_accuracy`: accuracy on the N*Q queries, classified as one
+     batch (as in meta-testing);
+   - `backdoor_train_accuracy` / `backdoor_val_accuracy`: the fraction of the
+     keyed backdoor images (the attacker's attack-training set / the unseen
+     attack-validation set) predicted as the *target's slot*. Each keyed image
+     is classified in a batch made of the episode's N*Q benign queries plus
+     that one image, so batch-norm statistics (always batch statistics, see
+     `models/conv4.py`) are those of an ordinary query batch and keyed images
+     never influence one another;
+   - `meta_test_accuracy`: the same fine-tuning on a separate episode of
+     meta-test classes (never meta-trained on), accuracy on its queries.
+3. Metrics are averaged over `episodes` episodes (papers: 40 or 50).
+
+A model that ignores the key assigns keyed images to one of N slots, so the
+backdoor accuracy of an unattacked model is about 1/N (chance) or lower (in
+case (c), where the backdoor class itself is in the episode).
+
+Episodes are pure functions of the seed passed in: the same seed gives the
+same episodes for every model, so rounds and defenses are compared on equal
+footing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.evaluation import meta_test as meta_test_lib
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.meta import weights as w
+
+METRICS = ("main_task_accuracy", "backdoor_train_accuracy",
+           "backdoor_val_accuracy", "meta_test_accuracy")
+STREAM_MAIN = 11
+STREAM_META_TEST = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class BackdoorEvalConfig:
+  """How backdoor evaluation episodes are drawn and fine-tuned.
+
+  Attributes:
+    episode: ways, shots, queries, fine-tuning steps, batch, learning rate and
+      number of episodes (`meta_test.EvalConfig`).
+    curve_every: record the metrics every this many fine-tuning steps (and at
+      step 0); `None` records only step 0 and the last step.
+    backdoor_in_episode: case (c), a correctly labelled backdoor class in the
+      episode.
+  """
+
+  episode: meta_test_lib.EvalConfig = meta_test_lib.EvalConfig()
+  curve_every: Optional[int] = None
+  backdoor_in_episode: bool = False
+
+  def __post_init__(self):
+    if self.curve_every is not None and self.curve_every <= 0:
+      raise ValueError(f"curve_every must be positive, got {self.curve_every}")
+    minimum = 3 if self.backdoor_in_episode else 2
+    if self.episode.ways < minimum:
+      raise ValueError(f"backdoor evaluation needs ways >= {minimum}, got "
+                       f"{self.episode.ways}")
+
+  @property
+  def chunk(self) -> int:
+    return self.episode.steps if self.curve_every is None else self.curve_every
+
+  @property
+  def curve_steps(self) -> list[int]:
+    """The fine-tuning steps at which metrics are recorded."""
+    steps = list(range(0, self.episode.steps, self.chunk))
+    return steps + [self.episode.steps]
+
+
+def _class_examples(pool, count, per_class, seed):
+  """uint8 [count, per_class, ...]: `count` random classes of `pool`."""
+  class_seed, example_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  classes = episodes_lib.stateless_choice(tf.shape(pool)[0], count, class_seed)
+  scores = tf.random.stateless_uniform(
+      tf.stack([count, tf.shape(pool)[1]]), seed=example_seed)
+  examples = tf.argsort(scores, axis=1)[:, :per_class]
+  return tf.gather(tf.gather(pool, classes), examples, batch_dims=1)
+
+
+def _examples_of(images, per_class, seed):
+  """uint8 [1, per_class, ...]: examples of one class (cycled if too few)."""
+  n = tf.shape(images)[0]
+  order = tf.argsort(tf.random.stateless_uniform(tf.reshape(n, [1]), seed=seed))
+  return tf.gather(images, tf.gather(order, tf.range(per_class) % n))[None]
+
+
+def sample_target_episode(main_pool, target_images, backdoor_pool, *,
+                          ways: int, shots: int, queries: int,
+                          backdoor_in_episode: bool, seed):
+  """A main-task episode that contains the target class.
+
+  Returns:
+    (episode, target_slot): `episodes.Episode` and the target's label.
+  """
+  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+  per_class = shots + queries
+  reserved = [_examples_of(target_images, per_class, seeds[0])]
+  if backdoor_in_episode:
+    which = tf.random.stateless_uniform([], seeds[1], 0,
+                                        tf.shape(backdoor_pool)[0], tf.int32)
+    reserved.append(_examples_of(backdoor_pool[which], per_class, seeds[2]))
+  others = _class_examples(main_pool, ways - len(reserved), per_class, seeds[3])
+  classes = tf.concat(reserved + [others], 0)  # [N, K+Q, H, W, ch]
+  order = tf.argsort(tf.random.stateless_uniform([ways], seeds[4]))
+  classes = tf.gather(classes, order)  # label = new position
+  target_slot = tf.cast(tf.argmin(order), tf.int32)  # where class 0 went
+  classes = episodes_lib.to_float_images(classes)
+  labels = tf.broadcast_to(tf.range(ways, dtype=tf.int32)[:, None],
+                           [ways, per_class])
+  image_shape = tf.shape(classes)[2:]
+
+  def flatten(x, count):
+    return tf.reshape(x, tf.concat([[ways * count], image_shape], 0))
+
+  episode = episodes_lib.Episode(
+      support_images=flatten(classes[:, :shots], shots),
+      support_labels=tf.reshape(labels[:, :shots], [-1]),
+      query_images=flatten(classes[:, shots:], queries),
+      query_labels=tf.reshape(labels[:, shots:], [-1]))
+  return episode, target_slot
+
+
+def target_rate(model, keyed_images, context_images, target_slot):
+  """Fraction of keyed images predicted as `target_slot`, each classified in
+  a batch with `context_images` (see the module docstring)."""
+  keyed = episodes_lib.to_float_images(keyed_images)
+
+  def predict(image):
+    batch = tf.concat([context_images, image[None]], 0)
+    return tf.argmax(model(batch, training=True)[-1], output_type=tf.int32)
+
+  predictions = tf.map_fn(predict, keyed, fn_output_signature=tf.int32)
+  return tf.reduce_mean(tf.cast(tf.equal(predictions, target_slot), tf.float32))
+
+
+def make_backdoor_eval_fn(model: tf.keras.Model, optimizer,
+                          config: BackdoorEvalConfig):
+  """Builds `evaluate(weights, data, seed) -> {metric: [episodes, points]}`.
+
+  `data` holds uint8 tensors: `main_pool` [C, S, ...], `target_images`
+  [n, ...], `backdoor_pool` [b, S', ...] (case c; any shape otherwise),
+  `attack_train` and `attack_val` [n, ...] keyed images, `meta_test_pool`
+  [C', S'', ...]. Points are `config.curve_steps`. The model's weights are
+  restored to `weights` when it returns.
+  """
+  ep = config.episode
+  points = len(config.curve_steps)
+  chunks = points - 1
+  chunk = config.chunk
+  last_chunk = ep.steps - chunk * (chunks - 1)
+
+  def fine_tune(weights, support_images, support_labels, seed, score_fn):
+    w.assign(model.trainable_variables, weights)
+    reptile_tf.reset_optimizer(optimizer)
+    rows = tf.TensorArray(tf.float32, size=points)
+    rows = rows.write(0, score_fn())
+    for i in tf.range(chunks):
+      steps = tf.where(i == chunks - 1, last_chunk, chunk)
+      reptile_tf.train_steps(model, optimizer, support_images, support_labels,
+                             steps=steps, batch_size=ep.batch,
+                             seed=episodes_lib.fold_seed(seed, i))
+      rows = rows.write(i + 1, score_fn())
+    return rows.stack()  # [points, metrics]
+
+  @tf.function
+  def evaluate(weights, data, seed):
+    per_episode = tf.TensorArray(tf.float32, size=ep.episodes)
+    for i in tf.range(ep.episodes):
+      main_seed = episodes_lib.fold_seed(seed, STREAM_MAIN, i)
+      episode, slot = sample_target_episode(
+          data["main_pool"], data["target_images"], data["backdoor_pool"],
+          ways=ep.ways, shots=ep.shots, queries=ep.queries,
+          backdoor_in_episode=config.backdoor_in_episode, seed=main_seed)
+
+      def score_main(episode=episode, slot=slot):
+        return tf.stack([
+            meta_test_lib.accuracy(model, episode.query_images,
+                                   episode.query_labels),
+            target_rate(model, data["attack_train"], episode.query_images,
+                        slot),
+            target_rate(model, data["attack_val"], episode.query_images,
+                        slot)])
+
+      main = fine_tune(weights, episode.support_images, episode.support_labels,
+                       episodes_lib.fold_seed(main_seed,
+                                              episodes_lib.STREAM_MINIBATCH),
+                       score_main)
+      test_seed = episodes_lib.fold_seed(seed, STREAM_META_TEST, i)
+      test_episode = episodes_lib.sample_episode(
+          data["meta_test_pool"], ways=ep.ways, shots=ep.shots,
+          queries=ep.queries, seed=test_seed)
+
+      def score_test(test_episode=test_episode):
+        return meta_test_lib.accuracy(model, test_episode.query_images,
+                                      test_episode.query_labels)[None]
+
+      test = fine_tune(weights, test_episode.support_images,
+                       test_episode.support_labels,
+                       episodes_lib.fold_seed(test_seed,
+                                              episodes_lib.STREAM_MINIBATCH),
+                       score_test)
+      per_episode = per_episode.write(i, tf.concat([main, test], 1))
+    w.assign(model.trainable_variables, weights)
+    return per_episode.stack()  # [episodes, points, 4]
+
+  def evaluate_dict(weights, data, seed):
+    values = evaluate([tf.convert_to_tensor(v, tf.float32) for v in weights],
+                      {k: tf.convert_to_tensor(v) for k, v in data.items()},
+                      tf.convert_to_tensor(seed, tf.int64))
+    return {name: values[:, :, k] for k, name in enumerate(METRICS)}
+
+  return evaluate_dict
+
+
+class BackdoorEvaluator:
+  """Averaged backdoor metrics of given weights on fixed evaluation data."""
+
+  def __init__(self, model_fn, *, config: BackdoorEvalConfig,
+               data: Mapping[str, np.ndarray], seed: int):
+    self.config = config
+    self.model = model_fn()
+    optimizer = reptile_tf.make_inner_optimizer(config.episode.learning_rate)
+    reptile_tf.build_optimizer(optimizer, self.model)
+    self._fn = make_backdoor_eval_fn(self.model, optimizer, config)
+    self._data = {k: tf.constant(v) for k, v in data.items()}
+    self._seed = [seed, 0xBD]
+
+  def curves(self, weights) -> dict[str, np.ndarray]:
+    """{metric: mean over episodes, [points]} at `config.curve_steps`."""
+    values = self._fn(weights, self._data, self._seed)
+    return {k: np.asarray(tf.reduce_mean(v, axis=0)) for k, v in values.items()}
+
+  def __call__(self, weights) -> dict[str, float]:
+    """The metrics after the full fine-tuning, averaged over episodes."""
+    return {k: float(v[-1]) for k, v in self.curves(weights).items()}
+
+
+def eval_data(*, main_pool, target_images, backdoor_pool, attack_train,
+              attack_val, meta_test_pool) -> dict[str, np.ndarray]:
+  """The `data` mapping of `make_backdoor_eval_fn`, checked."""
+  for name, value in (("target_images", target_images),
+                      ("attack_train", attack_train),
+                      ("attack_val", attack_val)):
+    if len(value) == 0:
+      raise ValueError(f"backdoor evaluation: {name} is empty")
+  return dict(main_pool=np.asarray(main_pool), target_images=target_images,
+              backdoor_pool=np.asarray(backdoor_pool),
+              attack_train=attack_train, attack_val=attack_val,
+              meta_test_pool=np.asarray(meta_test_pool))

@@ -1,0 +1,86 @@
+"""Tests for fedmeta_tf.data.protocol and class_pool."""
+
+import numpy as np
+import pytest
+
+from fedmeta_tf.data import class_pool
+from fedmeta_tf.data import protocol
+from tests.conftest import tiny_pool
+
+
+def test_rotations_make_four_classes_of_each():
+  pool = tiny_pool(num_classes=3, examples=2)
+  rotated = protocol.rotate_classes(pool)
+  assert rotated.num_classes == 12
+  np.testing.assert_array_equal(rotated.images[3 + 1],
+                                np.rot90(pool.images[1], 1, axes=(1, 2)))
+  assert rotated.names[4].endswith("@rot90")
+
+
+def test_meta_split_by_count_is_disjoint_and_seeded():
+  pool = tiny_pool(num_classes=20)
+  train, test = protocol.split_meta_train_test(pool, num_meta_train=15, seed=3)
+  assert train.num_classes == 15 and test.num_classes == 5
+  assert not set(train.names) & set(test.names)
+  again, _ = protocol.split_meta_train_test(pool, num_meta_train=15, seed=3)
+  assert train.names == again.names
+
+
+def test_meta_split_by_field():
+  pool = tiny_pool(num_classes=12)
+  train, test = protocol.split_meta_train_test(pool, num_meta_train=None,
+                                               seed=0)
+  assert train.num_classes == 8 and test.num_classes == 4
+
+
+def test_held_out_examples_are_disjoint():
+  pool = tiny_pool(num_classes=4, examples=8)
+  train, heldout = protocol.hold_out_examples(pool, 3, seed=0)
+  assert train.examples_per_class == 5 and heldout.examples_per_class == 3
+  for c in range(4):
+    rows = {a.tobytes() for a in train.images[c]} | {
+        a.tobytes() for a in heldout.images[c]}
+    assert len(rows) == 8
+
+
+def test_partition_is_disjoint_balanced_and_complete():
+  parts = protocol.partition_classes(10, 4, seed=0)
+  sizes = sorted(len(p) for p in parts)
+  assert sizes == [2, 2, 3, 3]
+  assert sorted(np.concatenate(parts).tolist()) == list(range(10))
+  with pytest.raises(ValueError, match="cannot split"):
+    protocol.partition_classes(3, 4, seed=0)
+
+
+def test_build_meta_split_end_to_end():
+  split = protocol.build_meta_split(tiny_pool(num_classes=12, examples=8),
+                                    num_clients=4, num_meta_train=None,
+                                    heldout_per_class=2, rotate=True, seed=0)
+  assert split.meta_train.num_classes == 32
+  assert split.meta_test.num_classes == 16
+  assert split.meta_train.examples_per_class == 6
+  assert split.client_pool(0).shape == (8, 6, 28, 28, 1)
+
+
+def test_archive_round_trip_and_errors(tmp_path):
+  pool = tiny_pool(num_classes=3, examples=2)
+  path = str(tmp_path / "pool.npz")
+  class_pool.save_class_pool_archive(pool, path)
+  loaded = class_pool.load_class_pool_archive(path)
+  np.testing.assert_array_equal(loaded.images, pool.images)
+  assert loaded.names == pool.names
+  with pytest.raises(class_pool.DataError, match="not found"):
+    class_pool.load_class_pool_archive(str(tmp_path / "missing.npz"))
+  (tmp_path / "bad.npz").write_bytes(b"not a zip")
+  with pytest.raises(class_pool.DataError, match="unreadable"):
+    class_pool.load_class_pool_archive(str(tmp_path / "bad.npz"))
+  np.savez(tmp_path / "noimages.npz", x=np.zeros(3))
+  with pytest.raises(class_pool.DataError, match="no 'images'"):
+    class_pool.load_class_pool_archive(str(tmp_path / "noimages.npz"))
+
+
+def test_real_omniglot_archive_loads(omniglot_archive):
+  pool = class_pool.load_class_pool_archive(omniglot_archive)
+  assert pool.images.shape == (1623, 20, 28, 28, 1)
+  assert (pool.split == 0).sum() == 964
+  assert pool.names[0].startswith(pool.groups[0])
