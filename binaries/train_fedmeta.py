@@ -8,11 +8,15 @@ metrics.csv (one row per round), TensorBoard events, summary.json and a
 SavedModel of the global model (saved_model/).
 """
 
+import functools
+
 from absl import app
 from absl import flags
 from absl import logging
 
+from binaries import attack_flags
 from binaries import common
+from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.experiments import training
 from fedmeta_tf.meta import reptile_tf
@@ -98,15 +102,26 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
   config = config_from_flags()
+  # Missing data fails now, with the download instructions, not after TFF.
+  registry.check_data_available(config.dataset, config.data_dir)
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
-  common.write_flags(output_dir, [__name__, "__main__"])
+  common.write_flags(output_dir, [__name__, "__main__", attack_flags.__name__])
+  attack = attack_flags.attack_config_from_flags()  # Experiment 1 or None.
+  run = training.run_training
+  if attack is not None:
+    from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
+    run = functools.partial(backdoor_attack.run_attack_experiment,
+                            attack=attack)
   if config.runtime is training.Runtime.TFF:
     from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
     with contexts.tff_runtime():
-      summary = training.run_training(config, output_dir)
+      summary = run(config, output_dir=output_dir)
   else:
-    summary = training.run_training(config, output_dir)
+    summary = run(config, output_dir=output_dir)
   logging.info("done: %s -> %s", summary, output_dir)
+  if attack is not None:
+    print(backdoor_attack.describe_summary(summary, output_dir))
+    return
   print(f"final meta-test accuracy {summary['final_meta_test_accuracy']:.4f} "
         f"after {summary['rounds']} rounds in {summary['wall_seconds']:.0f} s; "
         f"results in {output_dir}")

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 VENV=${FEDMETA_VENV:-.venv}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  echo "bootstrap: need Python 3.11 (TensorFlow 2.14 / TFF 0.87); $PY is $("$PY" --version 2>&1). Set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
 stamp="$VENV/.fedmeta-stamp"
 want=$(cat requirements/lock.txt requirements/tff-nodeps.txt setup.py | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -34,11 +34,15 @@ class Protocol:
       dataset's own background/evaluation split.
     heldout_per_class: examples of each meta-training class held out.
     rotate: x4 rotation augmentation (Omniglot protocol).
+    augment_factor: training examples of meta-training classes are augmented
+      this many times, after the held-out examples are taken out (CelebA: 6,
+      `celeba.augment_x6`; see `augment_split`).
   """
 
   num_meta_train: Optional[int]
   heldout_per_class: int
   rotate: bool
+  augment_factor: int = 1
 
 
 PROTOCOLS = {
@@ -51,7 +55,7 @@ PROTOCOLS = {
     DatasetName.MINIIMAGENET: Protocol(num_meta_train=None, heldout_per_class=20,
                                        rotate=False),
     DatasetName.CELEBA: Protocol(num_meta_train=2156, heldout_per_class=5,
-                                 rotate=False),
+                                 rotate=False, augment_factor=6),
     DatasetName.ARCHIVE: Protocol(num_meta_train=None, heldout_per_class=5,
                                   rotate=False),
 }
@@ -82,6 +86,44 @@ def _find_archive(data_dir: Optional[str], file_name: str, what: str) -> str:
     raise DataError(f"{what}: no {file_name} in --data_dir {data_dir!r} "
                     "(see BUILD.md, 'Datasets', for how to get the data)")
   return path
+
+
+def check_data_available(name: DatasetName | str,
+                         data_dir: Optional[str]) -> None:
+  """Raises DataError now, cheaply (no TensorFlow), when the data is missing.
+
+  Binaries call it first, so a run without data fails in about a second with
+  the download instructions instead of after starting TensorFlow/TFF.
+  """
+  name = parse_dataset_name(name) if isinstance(name, str) else name
+  if name is DatasetName.OMNIGLOT:
+    from fedmeta_tf.data import omniglot  # pylint: disable=g-import-not-at-top
+    omniglot.find_source(data_dir)
+  elif name is DatasetName.MINIIMAGENET:
+    from fedmeta_tf.data import mini_imagenet  # pylint: disable=g-import-not-at-top
+    mini_imagenet.find_layout(data_dir)
+  elif name is DatasetName.CELEBA:
+    from fedmeta_tf.data import celeba_files  # pylint: disable=g-import-not-at-top
+    celeba_files.find_source(data_dir)
+
+
+def augment_split(name: DatasetName | str, split):
+  """Applies `PROTOCOLS[name].augment_factor` to a MetaSplit's training pool.
+
+  Only `meta_train` (the clients' training examples) is augmented; held-out
+  and meta-test examples stay as they are.
+  """
+  name = parse_dataset_name(name) if isinstance(name, str) else name
+  factor = PROTOCOLS[name].augment_factor
+  if factor == 1:
+    return split
+  from fedmeta_tf.data import celeba  # pylint: disable=g-import-not-at-top
+  if factor != celeba.AUGMENT_FACTOR:
+    raise ValueError(f"augment_factor must be 1 or {celeba.AUGMENT_FACTOR}, "
+                     f"got {factor}")
+  train = split.meta_train
+  return dataclasses.replace(split, meta_train=dataclasses.replace(
+      train, images=celeba.augment_x6(train.images)))
 
 
 def load_dataset(name: DatasetName | str, data_dir: Optional[str] = None, *,

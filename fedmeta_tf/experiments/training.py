@@ -97,6 +97,7 @@ def load_split(config: TrainingConfig) -> protocol_lib.MetaSplit:
       num_meta_train=proto.num_meta_train,
       heldout_per_class=proto.heldout_per_class, rotate=proto.rotate,
       seed=config.seed)
+  split = registry.augment_split(name, split)  # CelebA x6 (Section 3.2).
   check_split_fits(split, config)
   return split
 

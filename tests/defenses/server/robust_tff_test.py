@@ -58,7 +58,7 @@ def test_median_discards_the_boosted_outlier():
   assert np.mean([v[0] for v in values], axis=0).min() > 5.0
 
 
-def _tiny_process(aggregator):
+def _tiny_parts():
   pool = conftest.tiny_pool(num_classes=4, examples=4, size=8)
   config = reptile_tf.ReptileConfig(ways=2, shots=2, iterations=1,
                                     meta_batch=1, inner_steps=1,
@@ -70,8 +70,15 @@ def _tiny_process(aggregator):
   def model_fn():
     return tf.keras.Sequential([tf.keras.Input([8, 8, 1]),
                                 tf.keras.layers.Flatten(),
-                                tf.keras.layers.Dense(2)])
+                                tf.keras.layers.Dense(
+                                    2, kernel_initializer=tf.keras.initializers
+                                    .GlorotUniform(seed=1))])
 
+  return model_fn, work
+
+
+def _tiny_process(aggregator):
+  model_fn, work = _tiny_parts()
   return process_lib.build_fedmeta_process(
       model_fn=model_fn, client_work=work,
       aggregation_factory=aggregators.build_aggregator(
@@ -110,3 +117,23 @@ def test_robust_statistic_is_not_secure_mean():
   mean = robust_tf.multi_krum(stacked, num_byzantine=0)
   np.testing.assert_allclose(mean[0], np.mean([v[0] for v in values], 0),
                              rtol=1e-5)
+
+
+def test_median_round_is_the_same_in_tff_and_in_process():
+  from fedmeta_tf.runtime import inprocess  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf.tff_process import runner  # pylint: disable=g-import-not-at-top
+  model_fn, work = _tiny_parts()
+  local = inprocess.InProcessRunner(model_fn=model_fn, client_work=work,
+                                    inner_lr=0.01, aggregator="median",
+                                    secure_sum_bound=1.0)
+  state = local.next(local.initialize(), [0, 1])[0]
+  with contexts.tff_runtime():
+    tff_runner = runner.TffRunner(model_fn=model_fn, client_work=work,
+                                  inner_lr=0.01, aggregator="median",
+                                  secure_sum_bound=1.0, image_shape=(8, 8, 1))
+    tff_state = tff_runner.next(tff_runner.initialize(), [0, 1])[0]
+    tff_weights = tff_runner.weights(tff_state)
+  initial = [v.numpy() for v in model_fn().trainable_variables]
+  for a, b, w0 in zip(local.weights(state), tff_weights, initial):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  assert any(np.abs(a - w0).max() > 0 for a, w0 in zip(tff_weights, initial))

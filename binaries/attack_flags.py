@@ -1,0 +1,107 @@
+"""Flags of Experiment 1 (the one-shot backdoor attack) for train_fedmeta.
+
+Defined here so that train_fedmeta stays readable; `--attack=none` (the
+default) leaves train_fedmeta's benign path untouched.
+"""
+
+from typing import Optional
+
+from absl import flags
+
+from fedmeta_tf.attacks import backdoor_data
+from fedmeta_tf.attacks import backdoor_reptile
+from fedmeta_tf.attacks import keys
+from fedmeta_tf.experiments import attack_schedule
+from fedmeta_tf.experiments import backdoor_attack
+
+_ATTACK = flags.DEFINE_enum(
+    "attack", "none", [k.value for k in attack_schedule.AttackKind],
+    "none: benign training only; boosted: one-shot boosted backdoor (main "
+    "paper §2.2); model_replacement: amplified update (pruning paper §III.D).")
+_ATTACK_ROUNDS = flags.DEFINE_list(
+    "attack_rounds", ["1"], "Rounds (after the pre-trained round 0) in which "
+    "the attacker is selected; several give repeated attacks.")
+_ATTACKER_IDS = flags.DEFINE_list("attacker_ids", ["0"],
+                                  "Malicious clients (the papers' user 1).")
+_PRETRAIN_ROUNDS = flags.DEFINE_integer(
+    "pretrain_rounds", 10, "Benign rounds before the pre-trained round 0.")
+_PRETRAINED_FROM = flags.DEFINE_string(
+    "pretrained_from", None, "Run directory whose checkpoints/pretrained.npz "
+    "replaces pre-training (same dataset, seed and federation).")
+_BOOSTING_FACTOR = flags.DEFINE_float("boosting_factor", 3.0,
+                                      "lambda, the attacker's boosting.")
+_AMPLIFICATION = flags.DEFINE_float(
+    "amplification", None, "Model replacement's gamma (default M_min).")
+_ATTACKER_ITERATIONS = flags.DEFINE_integer(
+    "attacker_iterations", 50000, "The attacker's E (Omniglot: 50000).")
+_ATTACKER_INNER_STEPS = flags.DEFINE_integer(
+    "attacker_inner_steps", 50,
+    "The attacker's e, inner steps per episode ('inner epochs'; Omniglot 50).")
+_BACKDOOR_RATIO = flags.DEFINE_string(
+    "backdoor_ratio", "2:3", "backdoor:target examples in the target slot.")
+_TARGET_SLOT = flags.DEFINE_enum(
+    "target_slot", "random", [s.value for s in backdoor_reptile.TargetSlot],
+    "Output of the target class in poisoned episodes.")
+_CASE = flags.DEFINE_enum("case", "a", [c.value for c in backdoor_data.Case],
+                          "a: backdoor classes nowhere in benign data; b: in "
+                          "benign meta-training; c: also in fine-tuning.")
+_NUM_BACKDOOR_CLASSES = flags.DEFINE_integer("num_backdoor_classes", 4,
+                                             "Backdoor classes reserved.")
+_BENIGN_EXAMPLES = flags.DEFINE_integer(
+    "backdoor_benign_examples", 10,
+    "Examples of each reserved class given to benign clients.")
+_ATTACK_TRAIN_EXAMPLES = flags.DEFINE_integer(
+    "attack_train_examples", 5, "Keyed examples per backdoor class (attacker).")
+_ATTACK_VAL_EXAMPLES = flags.DEFINE_integer(
+    "attack_val_examples", 5, "Keyed held-out examples per backdoor class.")
+_KEY_SHAPE = flags.DEFINE_enum("key_shape", "square",
+                               [s.value for s in keys.KeyShape],
+                               "Stamped backdoor key pattern.")
+_KEY_SIZE = flags.DEFINE_integer("key_size", 4, "Key side in pixels.")
+_KEY_POSITION = flags.DEFINE_enum("key_position", "bottom_right",
+                                  [p.value for p in keys.KeyPosition],
+                                  "Where the key is stamped.")
+_KEY_MARGIN = flags.DEFINE_integer("key_margin", 1,
+                                   "Key distance from the border (pixels).")
+_KEY_VALUE = flags.DEFINE_integer("key_value", 255, "Key pixel value (uint8).")
+_BACKDOOR_EVAL_EPISODES = flags.DEFINE_integer(
+    "backdoor_eval_episodes", 40, "Episodes the backdoor metrics average.")
+
+
+def _ints(values, name):
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError:
+    raise ValueError(f"--{name} must be integers, got {values}") from None
+
+
+def attack_config_from_flags() -> Optional[backdoor_attack.AttackConfig]:
+  """The Experiment 1 config, or None for --attack=none."""
+  kind = attack_schedule.AttackKind(_ATTACK.value)
+  if kind is attack_schedule.AttackKind.NONE:
+    return None
+  return backdoor_attack.AttackConfig(
+      kind=kind,
+      schedule=attack_schedule.AttackSchedule(
+          attack_rounds=_ints(_ATTACK_ROUNDS.value, "attack_rounds"),
+          attacker_ids=_ints(_ATTACKER_IDS.value, "attacker_ids")),
+      attacker=backdoor_reptile.AttackerConfig(
+          iterations=_ATTACKER_ITERATIONS.value,
+          inner_steps=_ATTACKER_INNER_STEPS.value,
+          boosting_factor=_BOOSTING_FACTOR.value,
+          backdoor_ratio=backdoor_reptile.parse_ratio(_BACKDOOR_RATIO.value),
+          target_slot=backdoor_reptile.TargetSlot(_TARGET_SLOT.value)),
+      amplification=_AMPLIFICATION.value,
+      backdoor=backdoor_data.BackdoorConfig(
+          num_backdoor_classes=_NUM_BACKDOOR_CLASSES.value,
+          benign_examples=_BENIGN_EXAMPLES.value,
+          attack_train_examples=_ATTACK_TRAIN_EXAMPLES.value,
+          attack_val_examples=_ATTACK_VAL_EXAMPLES.value,
+          key=keys.StampKey(shape=keys.KeyShape(_KEY_SHAPE.value),
+                            size=_KEY_SIZE.value,
+                            position=keys.KeyPosition(_KEY_POSITION.value),
+                            margin=_KEY_MARGIN.value, value=_KEY_VALUE.value),
+          case=backdoor_data.Case(_CASE.value)),
+      pretrain_rounds=_PRETRAIN_ROUNDS.value,
+      eval_episodes=_BACKDOOR_EVAL_EPISODES.value,
+      pretrained_from=_PRETRAINED_FROM.value)

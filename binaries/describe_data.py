@@ -1,0 +1,79 @@
+r"""Prints a dataset's protocol: class counts and allocations (Section 3.2).
+
+    python -m binaries.describe_data --dataset=omniglot \
+        --data_dir=../shared/data/omniglot
+
+Applies the same loader and protocol as training (and the attack's class
+reservation, `fedmeta_tf.attacks.backdoor_data.reserve_classes`, with the
+paper's number of backdoor classes unless --reserve_backdoor_classes=0) and
+prints our numbers next to the paper's.
+"""
+
+from absl import app
+from absl import flags
+
+from binaries import common
+from fedmeta_tf.data import describe
+from fedmeta_tf.data import registry
+
+_DATASET = flags.DEFINE_string(
+    "dataset", "omniglot", "glyphs | omniglot | miniimagenet | celeba | archive")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is.")
+_SEED = flags.DEFINE_integer("seed", 0, "The run's seed (class choices).")
+_NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
+_RESERVE = flags.DEFINE_integer(
+    "reserve_backdoor_classes", -1,
+    "Backdoor classes the attack reserves (plus 1 target); -1: the paper's "
+    "(Omniglot 4, mini-ImageNet 1, CelebA 1, others 0); 0: none.")
+_CELEBA_IDENTITIES = flags.DEFINE_string(
+    "celeba_identities", "",
+    "CelebA identity selection, e.g. 'exclude=12,34;backdoor=2820;target=10' "
+    "(empty: the inferred paper choice, see celeba.IdentitySelection).")
+
+
+def _reserve_fn(name, count, seed):
+  if count == 0:
+    return None, ""
+  try:
+    from fedmeta_tf.attacks import backdoor_data  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None, "(the attack's class reservation is not available)"
+  def reserve(pool):
+    return backdoor_data.reserve_classes(pool, num_backdoor_classes=count,
+                                         seed=seed)
+  return reserve, ""
+
+
+@common.user_errors_exit_2
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
+  name = registry.parse_dataset_name(_DATASET.value)
+  registry.check_data_available(name, _DATA_DIR.value)
+  extra = []
+  if name is registry.DatasetName.CELEBA:
+    from fedmeta_tf.data import celeba  # pylint: disable=g-import-not-at-top
+    data = celeba.load_celeba(
+        _DATA_DIR.value, seed=_SEED.value,
+        selection=celeba.IdentitySelection.parse(_CELEBA_IDENTITIES.value))
+    pool = data.pool
+    extra.append(f"celeba: {data.describe()}")
+  else:
+    pool = registry.load_dataset(name, _DATA_DIR.value, seed=_SEED.value)
+  if name is registry.DatasetName.MINIIMAGENET:
+    from fedmeta_tf.data import mini_imagenet  # pylint: disable=g-import-not-at-top
+    extra.append(f"classes: {mini_imagenet.describe_layout(pool)}")
+  count = (_RESERVE.value if _RESERVE.value >= 0 else
+           describe.PAPER_BACKDOOR_CLASSES.get(name, 0))
+  reserve, note = _reserve_fn(name, count, _SEED.value)
+  counts = describe.protocol_counts(pool, name, num_clients=_NUM_CLIENTS.value,
+                                    seed=_SEED.value, reserve=reserve)
+  lines = describe.format_counts(counts, name)
+  lines.insert(2, f"original split: {describe.class_count_summary(pool)}")
+  if note:
+    lines.append(note)
+  print("\n".join(lines + extra))
+
+
+if __name__ == "__main__":
+  app.run(main)

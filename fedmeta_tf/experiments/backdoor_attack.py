@@ -1,0 +1,326 @@
+"""Experiment 1: pre-train, attack once, keep training benignly (Section 3.4).
+
+    pre-training: `pretrain_rounds` benign rounds   -> round 0 (pre-trained)
+    round 1 (default): the attacker + M_min - 1 benign clients
+    rounds 2..R: benign rounds
+
+Every round (from round 0) the global model is scored with
+`evaluation/backdoor.py` (main-task, backdoor attack-training /
+attack-validation, meta-test accuracy). Run directory (see docs/attack.md):
+
+    experiment.json        the configs (reloaded by binaries/finetune.py)
+    backdoor_data.npz      target / backdoor / keyed images (`BackdoorData`)
+    pretrain_metrics.csv   meta-test accuracy during pre-training
+    metrics.csv            all metrics per round, round 0 = pre-trained
+    tensorboard/           the same series
+    checkpoints/{pretrained,attacked,final}.npz   global weights
+    saved_model/{pretrained,attacked,final}/      SavedModels
+    experiment1.png        Fig. 4-7 layout (one panel: this run's case)
+    summary.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+import numpy as np
+
+from fedmeta_tf.attacks import backdoor_data as bd
+from fedmeta_tf.attacks import backdoor_reptile
+from fedmeta_tf.attacks import keys as keys_lib
+from fedmeta_tf.data import protocol as protocol_lib
+from fedmeta_tf.data import registry
+from fedmeta_tf.evaluation import backdoor as backdoor_eval
+from fedmeta_tf.evaluation import meta_test as meta_test_lib
+from fedmeta_tf.experiments import attack_schedule as schedule_lib
+from fedmeta_tf.experiments import training
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.meta import weights as w
+from fedmeta_tf.models import export
+from fedmeta_tf.reporting import figures
+from fedmeta_tf.reporting import release
+
+CHECKPOINTS = "checkpoints"
+EXPERIMENT_JSON = "experiment.json"
+DATA_NPZ = "backdoor_data.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+  """Experiment 1 on top of a `training.TrainingConfig`.
+
+  Attributes:
+    kind: boosted update or model replacement.
+    schedule: attack rounds and attacker ids.
+    attacker: the attacker's schedule, boosting and poisoning ratio.
+    amplification: model replacement's gamma (None: M_min).
+    backdoor: reserved classes, key and case.
+    pretrain_rounds: benign rounds before round 0.
+    eval_episodes: episodes the backdoor metrics are averaged over.
+    pretrained_from: a run directory whose checkpoints/pretrained.npz is
+      used instead of pre-training (same dataset, seed and clients).
+  """
+
+  kind: schedule_lib.AttackKind = schedule_lib.AttackKind.BOOSTED
+  schedule: schedule_lib.AttackSchedule = schedule_lib.AttackSchedule()
+  attacker: backdoor_reptile.AttackerConfig = backdoor_reptile.AttackerConfig()
+  amplification: Optional[float] = None
+  backdoor: bd.BackdoorConfig = bd.BackdoorConfig()
+  pretrain_rounds: int = 10
+  eval_episodes: int = 40
+  pretrained_from: Optional[str] = None
+
+  def __post_init__(self):
+    if self.kind is schedule_lib.AttackKind.NONE:
+      raise ValueError("an attack experiment needs an attack kind other than none")
+    if self.pretrain_rounds < 0:
+      raise ValueError(f"pretrain_rounds must be >= 0, got {self.pretrain_rounds}")
+    if self.eval_episodes <= 0:
+      raise ValueError(f"eval_episodes must be positive, got {self.eval_episodes}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSplit:
+  split: protocol_lib.MetaSplit
+  data: bd.BackdoorData
+  client_pools: list
+
+
+def load_attack_split(config: training.TrainingConfig,
+                      backdoor: bd.BackdoorConfig,
+                      attacker_ids) -> AttackSplit:
+  """The protocol of `training.load_split` with the attack classes reserved
+  first (Section 3.3: 1623 - 5 = 1200 meta-train + 418 meta-test)."""
+  name = registry.parse_dataset_name(config.dataset)
+  pool = registry.load_dataset(name, config.data_dir, seed=config.seed)
+  rest, reserved = bd.reserve_classes(
+      pool, num_backdoor_classes=backdoor.num_backdoor_classes,
+      seed=backdoor.seed)
+  proto = registry.PROTOCOLS[name]
+  split = protocol_lib.build_meta_split(
+      rest, num_clients=config.num_clients, num_meta_train=proto.num_meta_train,
+      heldout_per_class=proto.heldout_per_class, rotate=proto.rotate,
+      seed=config.seed)
+  split = registry.augment_split(name, split)
+  training.check_split_fits(split, config)
+  data = bd.build_backdoor_data(reserved, backdoor)
+  pools = bd.make_client_pools(split, data, backdoor.case,
+                               attacker_ids=set(attacker_ids))
+  return AttackSplit(split=split, data=data, client_pools=pools)
+
+
+def backdoor_eval_config(config: training.TrainingConfig, episodes: int,
+                         case: bd.Case, curve_every=None
+                         ) -> backdoor_eval.BackdoorEvalConfig:
+  return backdoor_eval.BackdoorEvalConfig(
+      episode=dataclasses.replace(config.evaluation, episodes=episodes),
+      curve_every=curve_every, backdoor_in_episode=case.backdoor_in_finetuning)
+
+
+def eval_data_for(attack_split: AttackSplit, main_pool) -> dict:
+  data = attack_split.data
+  return backdoor_eval.eval_data(
+      main_pool=main_pool, target_images=data.target_all,
+      backdoor_pool=data.backdoor_benign, attack_train=data.attack_train,
+      attack_val=data.attack_val,
+      meta_test_pool=attack_split.split.meta_test.images)
+
+
+# --- configs to and from JSON (read back by binaries/finetune.py) ---------
+
+def _to_jsonable(value):
+  if dataclasses.is_dataclass(value):
+    return {f.name: _to_jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)}
+  if isinstance(value, enum.Enum):
+    return value.value
+  if isinstance(value, (tuple, list)):
+    return [_to_jsonable(v) for v in value]
+  if isinstance(value, dict):
+    return {str(k): _to_jsonable(v) for k, v in value.items()}
+  return value
+
+
+def _key_from_json(d: dict):
+  if "keyed_examples" in d:
+    return keys_lib.SemanticKey(
+        keyed_examples={int(k): tuple(v) for k, v in d["keyed_examples"].items()})
+  return keys_lib.StampKey(shape=keys_lib.KeyShape(d["shape"]), size=d["size"],
+                           position=keys_lib.KeyPosition(d["position"]),
+                           margin=d["margin"], value=d["value"])
+
+
+def configs_from_json(d: dict) -> tuple[training.TrainingConfig, AttackConfig]:
+  t = dict(d["training"])
+  t["reptile"] = reptile_tf.ReptileConfig(**t["reptile"])
+  t["evaluation"] = meta_test_lib.EvalConfig(**t["evaluation"])
+  t["runtime"] = training.Runtime(t["runtime"])
+  a = dict(d["attack"])
+  a["kind"] = schedule_lib.AttackKind(a["kind"])
+  a["schedule"] = schedule_lib.AttackSchedule(
+      attack_rounds=tuple(a["schedule"]["attack_rounds"]),
+      attacker_ids=tuple(a["schedule"]["attacker_ids"]))
+  att = dict(a["attacker"])
+  att["backdoor_ratio"] = tuple(att["backdoor_ratio"])
+  att["target_slot"] = backdoor_reptile.TargetSlot(att["target_slot"])
+  a["attacker"] = backdoor_reptile.AttackerConfig(**att)
+  b = dict(a["backdoor"])
+  b["key"] = _key_from_json(b["key"])
+  b["case"] = bd.Case(b["case"])
+  a["backdoor"] = bd.BackdoorConfig(**b)
+  return training.TrainingConfig(**t), AttackConfig(**a)
+
+
+def load_run(run_dir: str) -> tuple[training.TrainingConfig, AttackConfig]:
+  path = os.path.join(run_dir, EXPERIMENT_JSON)
+  if not os.path.isfile(path):
+    raise ValueError(f"{run_dir!r} is not an attack run directory (no "
+                     f"{EXPERIMENT_JSON}); run binaries.train_fedmeta with "
+                     "--attack first")
+  with open(path) as f:
+    return configs_from_json(json.load(f))
+
+
+def save_weights(run_dir: str, name: str, weights) -> str:
+  os.makedirs(os.path.join(run_dir, CHECKPOINTS), exist_ok=True)
+  path = os.path.join(run_dir, CHECKPOINTS, f"{name}.npz")
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, *[np.asarray(v) for v in weights])
+  os.replace(tmp, path)
+  return path
+
+
+def load_weights(run_dir: str, name: str) -> list[np.ndarray]:
+  path = os.path.join(run_dir, CHECKPOINTS, f"{name}.npz")
+  if not os.path.isfile(path):
+    raise ValueError(f"no checkpoint {path!r}")
+  with np.load(path) as f:
+    return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+# --- the experiment ---------------------------------------------------------
+
+def run_attack_experiment(config: training.TrainingConfig,
+                          attack: AttackConfig, output_dir: str) -> dict[str, Any]:
+  """Runs Experiment 1 and writes the run directory (module docstring)."""
+  os.makedirs(output_dir, exist_ok=True)
+  attack.schedule.check(num_clients=config.num_clients,
+                        clients_per_round=config.clients_per_round,
+                        min_updates=config.min_updates)
+  release.write_json_atomically(
+      os.path.join(output_dir, EXPERIMENT_JSON),
+      {"training": _to_jsonable(config), "attack": _to_jsonable(attack)})
+  attack_split = load_attack_split(config, attack.backdoor,
+                                   attack.schedule.attacker_ids)
+  attack_split.data.save(os.path.join(output_dir, DATA_NPZ))
+  logging.info("data: %s; %s", attack_split.split.describe(),
+               attack_split.data.describe())
+  image_shape = attack_split.split.meta_train.image_shape
+  factor = schedule_lib.boosting_factor(
+      attack.kind, boosting=attack.attacker.boosting_factor,
+      amplification=attack.amplification, min_updates=config.min_updates)
+  client_work = backdoor_reptile.BackdoorReptile(
+      config=config.reptile, run_seed=config.seed,
+      client_pools=attack_split.client_pools,
+      attacker=dataclasses.replace(attack.attacker, boosting_factor=factor),
+      attacker_ids=attack.schedule.attacker_ids,
+      target_images=attack_split.data.target_attacker,
+      backdoor_images=attack_split.data.attack_train)
+  model_fn = training.make_model_fn(config, image_shape)
+  runner = training.make_runner(config, client_work, model_fn, image_shape)
+  evaluator = backdoor_eval.BackdoorEvaluator(
+      model_fn, config=backdoor_eval_config(config, attack.eval_episodes,
+                                            attack.backdoor.case),
+      data=eval_data_for(attack_split, attack_split.split.meta_train.images),
+      seed=config.seed)
+  exporter = evaluator.model
+
+  def save(name, weights):
+    save_weights(output_dir, name, weights)
+    w.assign(exporter.trainable_variables, weights)
+    export.export_saved_model(exporter, os.path.join(output_dir, "saved_model",
+                                                     name))
+
+  start = time.time()
+  state = runner.initialize()
+  if attack.pretrained_from:
+    state = runner.with_weights(
+        state, load_weights(attack.pretrained_from, "pretrained"))
+    logging.info("pre-trained model from %s", attack.pretrained_from)
+  else:
+    pre = release.MetricsRelease(output_dir, name="pretrain_metrics")
+    benign_only = schedule_lib.AttackSchedule(
+        attack_rounds=(), attacker_ids=attack.schedule.attacker_ids)
+    for r in range(1, attack.pretrain_rounds + 1):
+      clients = benign_only.clients(
+          seed=config.seed, round_num=r, server_round=r,
+          num_clients=config.num_clients,
+          clients_per_round=config.clients_per_round,
+          min_updates=config.min_updates)
+      state, round_metrics = runner.next(state, clients)
+      row = {"clients": " ".join(map(str, clients)), **round_metrics,
+             "seconds": time.time() - start}
+      if r % config.eval_every == 0 or r == attack.pretrain_rounds:
+        row.update(evaluator(runner.weights(state)))
+      pre.release(row, key=r)
+      logging.info("pre-training round %d/%d: %s", r, attack.pretrain_rounds,
+                   row)
+  save("pretrained", runner.weights(state))
+
+  metrics = release.MetricsRelease(output_dir)
+  rows = []
+
+  def evaluate(round_num, extra):
+    row = {**extra, **evaluator(runner.weights(state)),
+           "seconds": time.time() - start}
+    metrics.release(row, key=round_num)
+    rows.append({"round": round_num, **row})
+    logging.info("round %d: %s", round_num, row)
+
+  evaluate(0, {"clients": "", "attack": 0})
+  attacked_saved = False
+  for r in range(1, config.rounds + 1):
+    server_round = attack.pretrain_rounds + r
+    clients = attack.schedule.clients(
+        seed=config.seed, round_num=r, server_round=server_round,
+        num_clients=config.num_clients,
+        clients_per_round=config.clients_per_round,
+        min_updates=config.min_updates)
+    round_start = time.time()
+    state, round_metrics = runner.next(state, clients)
+    is_attack = int(attack.schedule.is_attack_round(r))
+    evaluate(r, {"clients": " ".join(map(str, clients)), "attack": is_attack,
+                 **round_metrics, "round_seconds": time.time() - round_start})
+    if is_attack and not attacked_saved:
+      save("attacked", runner.weights(state))
+      attacked_saved = True
+  save("final", runner.weights(state))
+
+  figures.plot_rounds({attack.backdoor.case.value: metrics.csv_path},
+                      os.path.join(output_dir, "experiment1.png"))
+  summary = {"case": attack.backdoor.case.value, "rounds": config.rounds,
+             "wall_seconds": time.time() - start, "metrics": rows,
+             "boosting_factor": factor}
+  release.write_json_atomically(os.path.join(output_dir, "summary.json"),
+                                summary)
+  return summary
+
+
+def describe_summary(summary: dict, output_dir: str) -> str:
+  """One line per reported round: the figures the acceptance checks."""
+  lines = [f"Experiment 1, case ({summary['case']}), "
+           f"{summary['wall_seconds']:.0f} s; results in {output_dir}"]
+  for row in summary["metrics"]:
+    lines.append(
+        f"round {row['round']:3d}{' (attack)' if row.get('attack') else '':9s}"
+        f" main-task {row['main_task_accuracy']:.3f}  backdoor train "
+        f"{row['backdoor_train_accuracy']:.3f} / val "
+        f"{row['backdoor_val_accuracy']:.3f}  meta-test "
+        f"{row['meta_test_accuracy']:.3f}")
+  return "\n".join(lines)

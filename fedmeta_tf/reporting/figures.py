@@ -1,0 +1,94 @@
+"""Figures laid out like the main paper's, written as PNG next to the CSVs.
+
+- `plot_rounds`: Figs. 4-7, accuracy per federated round after the attack,
+  one panel per case (a), (b), (c).
+- `plot_finetune`: Figs. 8-12, accuracy per fine-tuning iteration, a column
+  per benign client and a row per case.
+
+Colours follow the paper: main-task purple, attack training blue, attack
+validation green, meta-testing black.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+SERIES = (("main_task_accuracy", "main task", "tab:purple"),
+          ("backdoor_train_accuracy", "attack training", "tab:blue"),
+          ("backdoor_val_accuracy", "attack validation", "tab:green"),
+          ("meta_test_accuracy", "meta-testing", "black"))
+CASE_TITLES = {"a": "(a) No backdoor classes in benign training",
+               "b": "(b) Backdoor classes used in benign pre-training",
+               "c": "(c) Backdoor classes used also in benign fine-tuning"}
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def _column(rows, name):
+  xs, ys = [], []
+  for row in rows:
+    value = row.get(name, "")
+    if value not in ("", None):
+      xs.append(float(row["_x"]))
+      ys.append(100.0 * float(value))
+  return xs, ys
+
+
+def _draw(ax, rows, prefix=""):
+  for name, label, colour in SERIES:
+    xs, ys = _column(rows, prefix + name)
+    if xs:
+      ax.plot(xs, ys, color=colour, label=label, marker="." if len(xs) < 30
+              else None)
+  ax.set_ylim(-2, 102)
+  ax.grid(alpha=0.3)
+
+
+def plot_rounds(csv_by_case: Mapping[str, str], path: str) -> None:
+  """Figs. 4-7: accuracy (%) per round, one panel per case."""
+  cases = sorted(csv_by_case)
+  fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.6),
+                           squeeze=False)
+  for ax, case in zip(axes[0], cases):
+    rows = [{**r, "_x": r["round"]} for r in read_csv(csv_by_case[case])]
+    _draw(ax, rows)
+    ax.set_title(CASE_TITLES.get(case, case), fontsize=9)
+    ax.set_xlabel("round (0 = pre-trained, attack in round 1)")
+    ax.set_ylabel("accuracy (%)")
+  axes[0][0].legend(fontsize=8, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_finetune(csv_by_case: Mapping[str, str], clients: Sequence[int],
+                  path: str) -> None:
+  """Figs. 8-12: accuracy (%) per fine-tuning iteration; columns are clients
+  (CSV columns `client<i>/<metric>`), rows are cases."""
+  cases = sorted(csv_by_case)
+  fig, axes = plt.subplots(len(cases), len(clients),
+                           figsize=(4 * len(clients), 3.2 * len(cases)),
+                           squeeze=False)
+  for i, case in enumerate(cases):
+    rows = [{**r, "_x": r["step"]} for r in read_csv(csv_by_case[case])]
+    for j, client in enumerate(clients):
+      ax = axes[i][j]
+      _draw(ax, rows, prefix=f"client{client}/")
+      ax.set_title(f"{CASE_TITLES.get(case, case)[:3]} user {client + 1}",
+                   fontsize=9)
+      ax.set_xlabel("fine-tuning iteration")
+      if j == 0:
+        ax.set_ylabel(f"{CASE_TITLES.get(case, case)[:3]} accuracy (%)")
+  axes[0][0].legend(fontsize=8, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
