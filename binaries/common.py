@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 
 from absl import flags
@@ -29,12 +30,49 @@ def user_errors_exit_2(main):
   return wrapped
 
 
-def write_flags(output_dir: str, module_names) -> None:
-  """Writes the run's flags (those of the given modules) as a flagfile and JSON."""
+# Flags that do not change what a run computes.
+NON_EXPERIMENT_FLAGS = frozenset({"overwrite"})
+
+
+def flag_values(module_names) -> dict:
+  """{name: value} of the flags defined by the given modules, JSON-normalised."""
   values = {}
   for module in module_names:
     for flag in flags.FLAGS.get_flags_for_module(module):
       values[flag.name] = flag.value
+  return json.loads(json.dumps(values, sort_keys=True, default=str))
+
+
+def prepare_run_dir(output_dir: str, module_names, *, overwrite: bool) -> bool:
+  """Checks `output_dir` against this run's flags before anything is written.
+
+  A directory written by a run with other flags is refused (ValueError naming
+  the flags that differ) unless `overwrite`, which deletes it first. Writes
+  the flags. Returns True when the same run already finished there
+  (summary.json exists), so the caller need not redo it.
+  """
+  current = flag_values(module_names)
+  flags_path = os.path.join(output_dir, "flags.json")
+  if overwrite and os.path.isdir(output_dir):
+    shutil.rmtree(output_dir)
+  elif os.path.isfile(flags_path):
+    with open(flags_path) as f:
+      previous = json.load(f)
+    differ = sorted(k for k in set(current) | set(previous)
+                    if k not in NON_EXPERIMENT_FLAGS
+                    and current.get(k) != previous.get(k))
+    if differ:
+      raise ValueError(
+          f"output directory {output_dir!r} holds a different experiment "
+          f"(flags differ: {', '.join('--' + k for k in differ)}); choose "
+          "another --experiment_name or pass --overwrite")
+  write_flags(output_dir, module_names)
+  return os.path.isfile(os.path.join(output_dir, "summary.json"))
+
+
+def write_flags(output_dir: str, module_names) -> None:
+  """Writes the run's flags (those of the given modules) as a flagfile and JSON."""
+  values = flag_values(module_names)
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, "flags.txt.tmp"), "w") as f:
     f.write(flags.FLAGS.flags_into_string())

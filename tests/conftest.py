@@ -3,10 +3,14 @@ TFF workers."""
 
 import os
 
+from absl import flags
 import numpy as np
 import pytest
 
 from fedmeta_tf.data import class_pool
+
+# Binaries' main() reads flags; tests set them with absl's flagsaver.
+flags.FLAGS.mark_as_parsed()
 
 SHARED_OMNIGLOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                "data", "omniglot", "omniglot_28.npz")

@@ -21,6 +21,7 @@ import tensorflow as tf
 from fedmeta_tf.data import protocol as protocol_lib
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
+from fedmeta_tf.experiments import checkpoints
 from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import server_tf
@@ -148,7 +149,14 @@ class MetaTester:
 
 
 def run_training(config: TrainingConfig, output_dir: str) -> dict:
-  """Runs `config.rounds` rounds and writes results under `output_dir`."""
+  """Runs `config.rounds` rounds and writes results under `output_dir`.
+
+  Resumable: the server state is checkpointed after every round
+  (`checkpoints.py`); if `output_dir` holds checkpoints, training continues
+  after the latest one, and rows of later rounds are rewritten, never
+  duplicated. Timings go to `timing.csv`, apart from `metrics.csv`, so a
+  resumed run's metrics equal an uninterrupted run's.
+  """
   os.makedirs(output_dir, exist_ok=True)
   split = load_split(config)
   logging.info("data: %s", split.describe())
@@ -160,13 +168,26 @@ def run_training(config: TrainingConfig, output_dir: str) -> dict:
   runner = make_runner(config, client_work, model_fn, image_shape)
   meta_tester = MetaTester(model_fn, config, split.meta_test.images)
   metrics = release.MetricsRelease(output_dir)
+  timing = release.MetricsRelease(output_dir, name="timing", tensorboard=False)
+  checkpointer = checkpoints.RoundCheckpointer(
+      os.path.join(output_dir, "checkpoints"))
 
   state = runner.initialize()
-  start = time.time()
-  accuracy = meta_tester(runner.weights(state), 0)
-  metrics.release({"meta_test_accuracy": accuracy, "seconds": 0.0}, key=0)
-  logging.info("round 0: meta-test accuracy %.4f", accuracy)
-  for round_num in range(1, config.rounds + 1):
+  extra_template = {"meta_test_accuracy": 0.0, "seconds": 0.0}
+  saved, extra, start_round = checkpointer.load_latest(state, extra_template)
+  if saved is None:
+    accuracy = meta_tester(runner.weights(state), 0)
+    metrics.release({"meta_test_accuracy": accuracy}, key=0)
+    extra = {"meta_test_accuracy": accuracy, "seconds": 0.0}
+    checkpointer.save(0, state, extra)
+    logging.info("round 0: meta-test accuracy %.4f", accuracy)
+  else:
+    state = saved
+    logging.info("resuming after round %d from %s", start_round,
+                 checkpointer.checkpoint_dir)
+  accuracy = float(extra["meta_test_accuracy"])
+  elapsed = float(extra["seconds"])
+  for round_num in range(start_round + 1, config.rounds + 1):
     round_start = time.time()
     clients = server_tf.select_clients(
         seed=config.seed, round_num=round_num,
@@ -174,24 +195,30 @@ def run_training(config: TrainingConfig, output_dir: str) -> dict:
         clients_per_round=config.clients_per_round,
         min_updates=config.min_updates)
     state, round_metrics = runner.next(state, clients)
-    row = {"clients": " ".join(map(str, clients)), **round_metrics,
-           "round_seconds": time.time() - round_start}
+    row = {"clients": " ".join(map(str, clients)), **round_metrics}
     if round_num % config.eval_every == 0 or round_num == config.rounds:
       row["meta_test_accuracy"] = accuracy = meta_tester(
           runner.weights(state), round_num)
-    row["seconds"] = time.time() - start
+    round_seconds = time.time() - round_start
+    elapsed += round_seconds
     metrics.release(row, key=round_num)
+    timing.release({"round_seconds": round_seconds, "seconds": elapsed},
+                   key=round_num)
+    checkpointer.save(round_num, state, {"meta_test_accuracy": accuracy,
+                                         "seconds": elapsed})
     logging.info("round %d/%d: meta-test accuracy %.4f, %.1f s (clients %s)",
-                 round_num, config.rounds, accuracy, row["round_seconds"],
+                 round_num, config.rounds, accuracy, round_seconds,
                  row["clients"])
 
   final_weights = runner.weights(state)
   w.assign(meta_tester.model.trainable_variables, final_weights)
   export.export_saved_model(meta_tester.model,
                             os.path.join(output_dir, "saved_model"))
+  release.save_weights_atomically(
+      os.path.join(output_dir, "final_weights.npz"), final_weights)
   summary = {"final_meta_test_accuracy": accuracy,
              "rounds": config.rounds,
-             "wall_seconds": time.time() - start,
+             "wall_seconds": elapsed,
              "meta_test_episodes": config.evaluation.episodes}
   release.write_json_atomically(os.path.join(output_dir, "summary.json"),
                                 summary)

@@ -17,8 +17,6 @@ from typing import Mapping
 import numpy as np
 import tensorflow_federated as tff
 
-import fedmeta_tf.tff_process  # noqa: F401  (stops TFF's worker at exit)
-
 
 class MetricsRelease:
   """Releases one flat dict of scalars per key to `<dir>/<name>.csv` and TB."""
@@ -50,6 +48,19 @@ def write_json_atomically(path: str, value) -> None:
     json.dump(value, f, indent=2, sort_keys=True, default=_to_builtin)
     f.write("\n")
   os.replace(tmp, path)
+
+
+def save_weights_atomically(path: str, weights) -> None:
+  """Saves a list of arrays as .npz (arr_0, arr_1, ...) via a rename."""
+  tmp = f"{path}.tmp.npz"
+  np.savez(tmp, *[np.asarray(v) for v in weights])
+  os.replace(tmp, path)
+
+
+def load_weights(path: str) -> list[np.ndarray]:
+  """Loads what `save_weights_atomically` wrote, in order."""
+  with np.load(path) as archive:
+    return [archive[f"arr_{i}"] for i in range(len(archive.files))]
 
 
 def _to_builtin(value):
