@@ -14,6 +14,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from binaries import data_preflight
+
+if __name__ == "__main__":
+  # Missing data fails here, in about a second, with the download
+  # instructions: before the seconds-long TensorFlow/TFF imports below.
+  data_preflight.exit_if_data_missing(default_dataset="glyphs")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import attack_flags
 from binaries import common
 from fedmeta_tf.data import registry
@@ -31,19 +39,37 @@ _ROOT_OUTPUT_DIR = flags.DEFINE_string("root_output_dir", "runs",
 _EXPERIMENT_NAME = flags.DEFINE_string("experiment_name", "glyphs",
                                        "Sub-directory of this run.")
 _SEED = flags.DEFINE_integer("seed", 0, "The run's one seed.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False,
+    "Delete the run directory first; otherwise a killed run resumes from its "
+    "last completed round and a finished one is not redone.")
 _RUNTIME = flags.DEFINE_enum(
     "runtime", "tff", ["tff", "inprocess"],
     "tff: the TFF process (CPU); inprocess: the same tf.functions without TFF "
     "(uses a GPU when there is one).")
 # Federation (Algorithm 1).
-_ROUNDS = flags.DEFINE_integer("rounds", 12, "Federated rounds.")
+_ROUNDS = flags.DEFINE_integer("rounds", 8, "Federated rounds.")
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
 _CLIENTS_PER_ROUND = flags.DEFINE_integer("clients_per_round", 3,
                                           "M_r, clients sampled per round.")
 _MIN_UPDATES = flags.DEFINE_integer(
     "min_updates", 3, "M_min, updates aggregated per round (first arrivals).")
-_AGGREGATOR = flags.DEFINE_string("aggregator", "secure_mean",
-                                  "secure_mean | mean")
+_AGGREGATOR = flags.DEFINE_string(
+    "aggregator", "secure_mean",
+    "secure_mean | mean | server defenses that see every update (Exp. 3e): "
+    "median | trimmed_mean[:beta] | krum[:f] | multi_krum[:f] | "
+    "norm_clip[:norm]")
+_MAX_UPDATE_NORM = flags.DEFINE_float(
+    "max_update_norm", 1e6,
+    "Client updates with NaN/Inf or a larger L2 norm are excluded from the "
+    "round before the secure sum (secure_mean), and counted.")
+_DROPOUT_RATE = flags.DEFINE_float(
+    "dropout_rate", 0.0,
+    "Simulated probability that a sampled client never reports, in [0, 1).")
+_DROPOUT_POLICY = flags.DEFINE_enum(
+    "dropout_policy", "wait", ["wait", "skip"],
+    "Fewer than --min_updates reports: wait for clients not sampled, or skip "
+    "the round (the model is unchanged; the metrics record it).")
 _SECURE_SUM_BOUND = flags.DEFINE_float(
     "secure_sum_bound", 10.0,
     "Secure sum clips every update coordinate to [-bound, bound].")
@@ -71,7 +97,7 @@ _EVAL_INNER_STEPS = flags.DEFINE_integer(
     "eval_inner_steps", 50, "e (test), fine-tuning steps per episode.")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 100,
                                       "Meta-test episodes averaged (>= 40).")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", 2,
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 4,
                                    "Evaluate every this many rounds.")
 
 
@@ -94,6 +120,8 @@ def config_from_flags() -> training.TrainingConfig:
       eval_every=_EVAL_EVERY.value,
       runtime=training.Runtime(_RUNTIME.value),
       aggregator=_AGGREGATOR.value, secure_sum_bound=_SECURE_SUM_BOUND.value,
+      max_update_norm=_MAX_UPDATE_NORM.value,
+      dropout_rate=_DROPOUT_RATE.value, dropout_policy=_DROPOUT_POLICY.value,
       model_variant=_MODEL_VARIANT.value, filters=_FILTERS.value)
 
 
@@ -105,7 +133,12 @@ def main(argv):
   # Missing data fails now, with the download instructions, not after TFF.
   registry.check_data_available(config.dataset, config.data_dir)
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
-  common.write_flags(output_dir, [__name__, "__main__", attack_flags.__name__])
+  if common.prepare_run_dir(output_dir,
+                            [__name__, "__main__", attack_flags.__name__],
+                            overwrite=_OVERWRITE.value):
+    print(f"{output_dir} already holds this finished run (summary.json); "
+          "pass --overwrite to run it again")
+    return
   attack = attack_flags.attack_config_from_flags()  # Experiment 1 or None.
   run = training.run_training
   if attack is not None:

@@ -53,6 +53,9 @@ class TrainingConfig:
   runtime: Runtime = Runtime.TFF
   aggregator: str = "secure_mean"
   secure_sum_bound: float = 10.0
+  max_update_norm: float = 1e6
+  dropout_rate: float = 0.0
+  dropout_policy: str = "wait"
   model_variant: str = "maxpool"
   filters: int = 64
 
@@ -64,9 +67,26 @@ class TrainingConfig:
     server_tf.select_clients(seed=0, round_num=0, num_clients=self.num_clients,
                              clients_per_round=self.clients_per_round,
                              min_updates=self.min_updates)
+    server_tf.select_clients_with_dropouts(
+        seed=0, round_num=0, num_clients=self.num_clients,
+        clients_per_round=self.clients_per_round,
+        min_updates=self.min_updates, dropout_rate=self.dropout_rate,
+        policy=_parse_policy(self.dropout_policy))
+    if not self.max_update_norm > 0:
+      raise ValueError(f"max_update_norm must be positive, got "
+                       f"{self.max_update_norm}")
     if not self.secure_sum_bound > 0:
       raise ValueError(f"secure_sum_bound must be positive, got "
                        f"{self.secure_sum_bound}")
+
+
+def _parse_policy(policy: str) -> server_tf.DropoutPolicy:
+  try:
+    return server_tf.DropoutPolicy(policy)
+  except ValueError:
+    valid = ", ".join(p.value for p in server_tf.DropoutPolicy)
+    raise ValueError(f"unknown dropout policy {policy!r}; valid: {valid}"
+                     ) from None
 
 
 def check_split_fits(split: protocol_lib.MetaSplit, config: TrainingConfig):
@@ -119,12 +139,14 @@ def make_runner(config: TrainingConfig, client_work, model_fn, image_shape):
                             inner_lr=config.reptile.inner_lr,
                             aggregator=config.aggregator,
                             secure_sum_bound=config.secure_sum_bound,
+                            max_update_norm=config.max_update_norm,
                             image_shape=image_shape)
   from fedmeta_tf.runtime import inprocess  # pylint: disable=g-import-not-at-top
   return inprocess.InProcessRunner(model_fn=model_fn, client_work=client_work,
                                    inner_lr=config.reptile.inner_lr,
                                    aggregator=config.aggregator,
-                                   secure_sum_bound=config.secure_sum_bound)
+                                   secure_sum_bound=config.secure_sum_bound,
+                                   max_update_norm=config.max_update_norm)
 
 
 class MetaTester:
@@ -189,12 +211,19 @@ def run_training(config: TrainingConfig, output_dir: str) -> dict:
   elapsed = float(extra["seconds"])
   for round_num in range(start_round + 1, config.rounds + 1):
     round_start = time.time()
-    clients = server_tf.select_clients(
+    clients = server_tf.select_clients_with_dropouts(
         seed=config.seed, round_num=round_num,
         num_clients=config.num_clients,
         clients_per_round=config.clients_per_round,
-        min_updates=config.min_updates)
-    state, round_metrics = runner.next(state, clients)
+        min_updates=config.min_updates, dropout_rate=config.dropout_rate,
+        policy=config.dropout_policy)
+    if clients:
+      state, round_metrics = runner.next(state, clients)
+      round_metrics["skipped"] = 0
+    else:  # too few clients reported: the global model stays as it is
+      round_metrics = {"skipped": 1}
+      logging.warning("round %d skipped: fewer than %d clients reported",
+                      round_num, config.min_updates)
     row = {"clients": " ".join(map(str, clients)), **round_metrics}
     if round_num % config.eval_every == 0 or round_num == config.rounds:
       row["meta_test_accuracy"] = accuracy = meta_tester(

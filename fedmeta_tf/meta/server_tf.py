@@ -9,6 +9,7 @@ of (seed, round), like TFF's `build_uniform_sampling_fn`.
 from __future__ import annotations
 
 import collections
+import enum
 
 import numpy as np
 import tensorflow as tf
@@ -49,3 +50,46 @@ def select_clients(*, seed: int, round_num: int, num_clients: int,
   sampled = rng.choice(num_clients, size=clients_per_round, replace=False)
   arrivals = rng.permutation(sampled)
   return sorted(int(c) for c in arrivals[:min_updates])
+
+
+class DropoutPolicy(enum.Enum):
+  """What the server does when fewer than M_min sampled clients report.
+
+  WAIT: keep waiting: clients not sampled this round are asked, in a seeded
+    random order, until M_min have reported; if the whole population cannot
+    supply M_min, the round is skipped.
+  SKIP: skip the round: the global model is unchanged.
+  Either way nothing is lost: a skipped round is recorded in the metrics and
+  the next round starts from the same global model.
+  """
+  WAIT = "wait"
+  SKIP = "skip"
+
+
+def select_clients_with_dropouts(*, seed: int, round_num: int,
+                                 num_clients: int, clients_per_round: int,
+                                 min_updates: int, dropout_rate: float,
+                                 policy: DropoutPolicy | str) -> list[int]:
+  """Like `select_clients`, with each client dropping out with probability
+  `dropout_rate` (seeded by (seed, round)). Returns [] for a skipped round.
+  """
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
+  policy = DropoutPolicy(policy)
+  if dropout_rate == 0.0:
+    return select_clients(seed=seed, round_num=round_num,
+                          num_clients=num_clients,
+                          clients_per_round=clients_per_round,
+                          min_updates=min_updates)
+  select_clients(seed=seed, round_num=round_num, num_clients=num_clients,
+                 clients_per_round=clients_per_round, min_updates=min_updates)
+  rng = np.random.default_rng(
+      [seed, episodes_lib.STREAM_CLIENT_SELECTION, round_num, 1])
+  order = rng.permutation(num_clients)  # sampled first, then the others
+  drops = rng.random(num_clients) < dropout_rate
+  candidates = order if policy is DropoutPolicy.WAIT else order[
+      :clients_per_round]
+  reported = [int(c) for c in candidates if not drops[c]]
+  if len(reported) < min_updates:
+    return []
+  return sorted(reported[:min_updates])

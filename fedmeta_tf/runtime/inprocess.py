@@ -25,6 +25,7 @@ from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import server_tf
 from fedmeta_tf.meta import weights as w
 from fedmeta_tf.tff_process import aggregators as aggregators_lib
+from fedmeta_tf.tff_process import fault_tolerance
 
 
 class RoundRunner(abc.ABC):
@@ -53,9 +54,12 @@ class InProcessRunner(RoundRunner):
 
   def __init__(self, *, model_fn: Callable[[], tf.keras.Model],
                client_work: client_work_lib.ClientWork, inner_lr: float,
-               aggregator: str, secure_sum_bound: float):
+               aggregator: str, secure_sum_bound: float,
+               max_update_norm: float = (
+                   fault_tolerance.DEFAULT_MAX_UPDATE_NORM)):
     aggregators_lib.build_aggregator(aggregator,
                                      secure_sum_bound=secure_sum_bound)
+    self._max_update_norm = max_update_norm
     name, self._robust_parameter = aggregators_lib.parse_aggregator(aggregator)
     self._secure = name is aggregators_lib.AggregatorName.SECURE_MEAN
     # Robust server defenses: the same pure-TF statistic as their TFF
@@ -77,12 +81,19 @@ class InProcessRunner(RoundRunner):
 
   def next(self, state, client_ids):
     updates = []
-    upper_clipped = lower_clipped = 0
+    upper_clipped = lower_clipped = excluded = 0
     for client_id in client_ids:
       data = self._client_work.make_client_data(client_id)
       output = self._client_update(state.weights, data, state.round_num)
       update = [u.numpy() for u in output.update]
       if self._secure:
+        # As fault_tolerance.FaultTolerantSecureMeanFactory: faulty updates
+        # are excluded before the (secure) sum and the mean.
+        _, accepted = fault_tolerance.screen_update(update,
+                                                    self._max_update_norm)
+        if not int(accepted):
+          excluded += 1
+          continue
         upper, lower = aggregators_lib.count_clipped(update, self._bound)
         upper_clipped += upper
         lower_clipped += lower
@@ -93,12 +104,16 @@ class InProcessRunner(RoundRunner):
       from fedmeta_tf.defenses.server import spec as robust_spec  # pylint: disable=g-import-not-at-top
       mean_update, metrics = robust_spec.aggregate(
           self._robust, self._robust_parameter, updates)
-    else:
+    elif updates:
       mean_update = w.average(updates)
+    else:  # every update was excluded: the round leaves the model unchanged
+      mean_update = w.zeros_like(list(state.weights))
     new_state = self._server_update(state, mean_update)
     if self._secure:
       metrics = {"secure_upper_clipped_count": upper_clipped,
-                 "secure_lower_clipped_count": lower_clipped}
+                 "secure_lower_clipped_count": lower_clipped,
+                 "accepted_updates": len(updates),
+                 "excluded_updates": excluded}
     return new_state, metrics
 
   def weights(self, state):

@@ -1,8 +1,9 @@
 """Aggregation factories for client updates, chosen by name (`--aggregator`).
 
 `secure_mean` is the papers' setting (main paper, Section 2.1): the server
-learns only the sum of the updates. It is TFF's `SecureSumFactory` inside an
-unweighted mean: every update coordinate is clipped to
+learns only the sum of the updates. It is a mean whose sums are TFF's
+`SecureSumFactory` (see `fault_tolerance.py`, which also excludes NaN/Inf or
+absurd-norm updates before the sum): every update coordinate is clipped to
 [-secure_sum_bound, secure_sum_bound], quantised to 32 bits and summed with
 `federated_secure_sum_bitwidth`; the count of updates is summed securely too,
 so the round contains no unsecure aggregation (checked statically in
@@ -24,6 +25,8 @@ import enum
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
+
+from fedmeta_tf.tff_process import fault_tolerance
 
 
 class AggregatorName(enum.Enum):
@@ -61,21 +64,22 @@ def parse_aggregator(spec: AggregatorName | str
 
 
 def secure_mean_factory(
-    secure_sum_bound: float) -> tff.aggregators.UnweightedAggregationFactory:
-  """Unweighted mean whose sums are secure sums (values and the count)."""
-  if not secure_sum_bound > 0:
-    raise ValueError(f"secure_sum_bound must be positive, got {secure_sum_bound}")
-  return tff.aggregators.UnweightedMeanFactory(
-      value_sum_factory=tff.aggregators.SecureSumFactory(
-          upper_bound_threshold=float(secure_sum_bound),
-          lower_bound_threshold=-float(secure_sum_bound)),
-      count_sum_factory=tff.aggregators.SecureSumFactory(
-          upper_bound_threshold=1, lower_bound_threshold=0))
+    secure_sum_bound: float, *,
+    max_update_norm: float = fault_tolerance.DEFAULT_MAX_UPDATE_NORM
+) -> tff.aggregators.UnweightedAggregationFactory:
+  """Mean of the accepted updates; every sum is a secure sum.
+
+  Faulty updates (NaN/Inf, or L2 norm above `max_update_norm`) are excluded
+  before the secure sum (`fault_tolerance.py`).
+  """
+  return fault_tolerance.FaultTolerantSecureMeanFactory(
+      secure_sum_bound=secure_sum_bound, max_update_norm=max_update_norm)
 
 
-def build_aggregator(name: AggregatorName | str, *,
-                     secure_sum_bound: float
-                     ) -> tff.aggregators.UnweightedAggregationFactory:
+def build_aggregator(
+    name: AggregatorName | str, *, secure_sum_bound: float,
+    max_update_norm: float = fault_tolerance.DEFAULT_MAX_UPDATE_NORM
+) -> tff.aggregators.UnweightedAggregationFactory:
   """The aggregation factory called `name`.
 
   Raises:
@@ -83,7 +87,8 @@ def build_aggregator(name: AggregatorName | str, *,
   """
   name, parameter = parse_aggregator(name)
   if name is AggregatorName.SECURE_MEAN:
-    return secure_mean_factory(secure_sum_bound)
+    return secure_mean_factory(secure_sum_bound,
+                               max_update_norm=max_update_norm)
   if name is AggregatorName.MEAN:
     return tff.aggregators.UnweightedMeanFactory()
   from fedmeta_tf.defenses.server import spec as robust_spec  # pylint: disable=g-import-not-at-top

@@ -10,6 +10,7 @@ import tensorflow as tf
 from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.runtime.inprocess import RoundRunner
 from fedmeta_tf.tff_process import aggregators as aggregators_lib
+from fedmeta_tf.tff_process import fault_tolerance
 from fedmeta_tf.tff_process import process as process_lib
 
 
@@ -31,12 +32,15 @@ class TffRunner(RoundRunner):
 
   def __init__(self, *, model_fn: Callable[[], tf.keras.Model],
                client_work: client_work_lib.ClientWork, inner_lr: float,
-               aggregator: str, secure_sum_bound: float, image_shape):
+               aggregator: str, secure_sum_bound: float, image_shape,
+               max_update_norm: float = (
+                   fault_tolerance.DEFAULT_MAX_UPDATE_NORM)):
     self._client_work = client_work
     self.process = process_lib.build_fedmeta_process(
         model_fn=model_fn, client_work=client_work,
         aggregation_factory=aggregators_lib.build_aggregator(
-            aggregator, secure_sum_bound=secure_sum_bound),
+            aggregator, secure_sum_bound=secure_sum_bound,
+            max_update_norm=max_update_norm),
         inner_lr=inner_lr, image_shape=image_shape)
 
   def initialize(self):
@@ -45,9 +49,12 @@ class TffRunner(RoundRunner):
   def next(self, state, client_ids):
     data = [self._client_work.make_client_data(c) for c in client_ids]
     state, measurements = self.process.next(state, data)
-    metrics = {k: v for k, v in _flatten_measurements(measurements).items()
-               if "clipped_count" in k}
-    return state, {k.split("/")[-1]: v for k, v in metrics.items()}
+    # Per-round measurements, by their last name; the constant thresholds
+    # of the secure sums are configuration, not metrics.
+    metrics = {k.split("/")[-1]: v
+               for k, v in _flatten_measurements(measurements).items()
+               if not k.endswith("_threshold")}
+    return state, metrics
 
   def weights(self, state):
     return process_lib.get_weights(state)
