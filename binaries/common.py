@@ -15,6 +15,21 @@ from fedmeta_tf.data.class_pool import DataError
 EXIT_USAGE = 2
 
 
+def parse_flags(argv):
+  """absl flags parser for `app.run(main, flags_parser=parse_flags)`.
+
+  An unknown or misspelled flag (on the command line or in a flagfile) or a
+  bad value gives one line naming it, and exit status 2, instead of absl's
+  usage dump.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    program = os.path.basename(argv[0]).removesuffix(".py")
+    print(f"{program}: error: {e}; see --helpfull", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
 def user_errors_exit_2(main):
   """Turns ValueError/DataError into one line on stderr and exit status 2."""
 

@@ -17,7 +17,8 @@ from fedmeta_tf.data import describe
 from fedmeta_tf.data import registry
 
 _DATASET = flags.DEFINE_string(
-    "dataset", "omniglot", "glyphs | omniglot | miniimagenet | celeba | archive")
+    "dataset", "omniglot",
+    "glyphs | omniglot | miniimagenet | celeba | archive")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is.")
 _SEED = flags.DEFINE_integer("seed", 0, "The run's seed (class choices).")
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
@@ -35,13 +36,38 @@ def _reserve_fn(name, count, seed):
   if count == 0:
     return None, ""
   try:
-    from fedmeta_tf.attacks import backdoor_data  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from fedmeta_tf.attacks import backdoor_data
   except ImportError:
     return None, "(the attack's class reservation is not available)"
   def reserve(pool):
     return backdoor_data.reserve_classes(pool, num_backdoor_classes=count,
                                          seed=seed)
   return reserve, ""
+
+
+def _allocation(name) -> str:
+  """The attack's examples per reserved class, next to the paper's."""
+  if name is registry.DatasetName.MINIIMAGENET:
+    # pylint: disable-next=g-import-not-at-top
+    from fedmeta_tf.data import mini_imagenet as m
+    return (f"paper: {m.BENIGN_EXAMPLES} to benign clients, "
+            f"{m.ATTACKER_BENIGN_EXAMPLES} benign for the attacker, "
+            f"{m.ATTACK_TRAIN_EXAMPLES} keyed training, "
+            f"{m.ATTACK_VAL_EXAMPLES} keyed validation")
+  if name is registry.DatasetName.CELEBA:
+    from fedmeta_tf.data import celeba  # pylint: disable=g-import-not-at-top
+    return (f"paper: backdoor identity without hat in the pool; "
+            f"{celeba.ATTACK_TRAIN_IMAGES} keyed training + "
+            f"{celeba.ATTACK_VAL_IMAGES} keyed validation images (with hat)")
+  # pylint: disable-next=g-import-not-at-top
+  from fedmeta_tf.attacks import backdoor_data
+  config = backdoor_data.BackdoorConfig()
+  return (f"{config.benign_examples} examples to benign clients, "
+          f"{config.attack_train_examples} keyed for the attacker, "
+          f"{config.attack_val_examples} keyed for attack validation "
+          "(attack defaults; paper: 10 to benign clients, 5 keyed for the "
+          "attacker)")
 
 
 @common.user_errors_exit_2
@@ -61,7 +87,8 @@ def main(argv):
   else:
     pool = registry.load_dataset(name, _DATA_DIR.value, seed=_SEED.value)
   if name is registry.DatasetName.MINIIMAGENET:
-    from fedmeta_tf.data import mini_imagenet  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from fedmeta_tf.data import mini_imagenet
     extra.append(f"classes: {mini_imagenet.describe_layout(pool)}")
   count = (_RESERVE.value if _RESERVE.value >= 0 else
            describe.PAPER_BACKDOOR_CLASSES.get(name, 0))
@@ -70,6 +97,8 @@ def main(argv):
                                     seed=_SEED.value, reserve=reserve)
   lines = describe.format_counts(counts, name)
   lines.insert(2, f"original split: {describe.class_count_summary(pool)}")
+  if reserve is not None:
+    lines.insert(4, f"  per reserved class: {_allocation(name)}")
   if note:
     lines.append(note)
   print("\n".join(lines + extra))

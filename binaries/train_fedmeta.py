@@ -101,22 +101,46 @@ _EVAL_EVERY = flags.DEFINE_integer("eval_every", 4,
                                    "Evaluate every this many rounds.")
 
 
+# Library field -> flag, so that errors name the flag the user typed.
+_REPTILE_FLAGS = {"ways": "ways", "shots": "shots",
+                  "iterations": "episodes_per_round",
+                  "meta_batch": "meta_batch", "inner_steps": "inner_steps",
+                  "inner_batch": "inner_batch", "inner_lr": "inner_lr",
+                  "outer_lr": "outer_lr"}
+_EVAL_FLAGS = {"ways": "eval_ways", "shots": "eval_shots",
+               "queries": "eval_queries", "steps": "eval_inner_steps",
+               "batch": "inner_batch", "learning_rate": "inner_lr",
+               "episodes": "eval_episodes"}
+
+
+def _named(build, field_to_flag):
+  """Calls `build()`; a ValueError about a field is re-raised naming its flag."""
+  try:
+    return build()
+  except ValueError as e:
+    message = str(e)
+    field = message.split(" ", 1)[0]
+    if field in field_to_flag:
+      raise ValueError(f"--{field_to_flag[field]}: {message}") from None
+    raise
+
+
 def config_from_flags() -> training.TrainingConfig:
+  reptile = _named(lambda: reptile_tf.ReptileConfig(
+      ways=_WAYS.value, shots=_SHOTS.value,
+      iterations=_EPISODES_PER_ROUND.value, meta_batch=_META_BATCH.value,
+      inner_steps=_INNER_STEPS.value, inner_batch=_INNER_BATCH.value,
+      inner_lr=_INNER_LR.value, outer_lr=_OUTER_LR.value), _REPTILE_FLAGS)
+  evaluation = _named(lambda: meta_test.EvalConfig(
+      ways=_EVAL_WAYS.value, shots=_EVAL_SHOTS.value,
+      queries=_EVAL_QUERIES.value, steps=_EVAL_INNER_STEPS.value,
+      batch=_INNER_BATCH.value, learning_rate=_INNER_LR.value,
+      episodes=_EVAL_EPISODES.value), _EVAL_FLAGS)
   return training.TrainingConfig(
       dataset=_DATASET.value, data_dir=_DATA_DIR.value, seed=_SEED.value,
       rounds=_ROUNDS.value, num_clients=_NUM_CLIENTS.value,
       clients_per_round=_CLIENTS_PER_ROUND.value,
-      min_updates=_MIN_UPDATES.value,
-      reptile=reptile_tf.ReptileConfig(
-          ways=_WAYS.value, shots=_SHOTS.value,
-          iterations=_EPISODES_PER_ROUND.value, meta_batch=_META_BATCH.value,
-          inner_steps=_INNER_STEPS.value, inner_batch=_INNER_BATCH.value,
-          inner_lr=_INNER_LR.value, outer_lr=_OUTER_LR.value),
-      evaluation=meta_test.EvalConfig(
-          ways=_EVAL_WAYS.value, shots=_EVAL_SHOTS.value,
-          queries=_EVAL_QUERIES.value, steps=_EVAL_INNER_STEPS.value,
-          batch=_INNER_BATCH.value, learning_rate=_INNER_LR.value,
-          episodes=_EVAL_EPISODES.value),
+      min_updates=_MIN_UPDATES.value, reptile=reptile, evaluation=evaluation,
       eval_every=_EVAL_EVERY.value,
       runtime=training.Runtime(_RUNTIME.value),
       aggregator=_AGGREGATOR.value, secure_sum_bound=_SECURE_SUM_BOUND.value,
@@ -132,6 +156,9 @@ def main(argv):
   config = config_from_flags()
   # Missing data fails now, with the download instructions, not after TFF.
   registry.check_data_available(config.dataset, config.data_dir)
+  # Loading the split checks N, K and the examples per class against the
+  # data: every such error comes before anything is written.
+  training.load_split(config)
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
   if common.prepare_run_dir(output_dir,
                             [__name__, "__main__", attack_flags.__name__],
@@ -161,4 +188,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

@@ -94,7 +94,8 @@ def is_prepared(data_dir: str) -> bool:
                                      "dataset_info.json")))
 
 
-def find_source(data_dir: Optional[str]) -> tuple[Source, Optional[ManualFiles]]:
+def find_source(data_dir: Optional[str]
+                ) -> tuple[Source, Optional[ManualFiles]]:
   """Which form of CelebA `data_dir` holds (cheap: no TensorFlow).
 
   Raises:

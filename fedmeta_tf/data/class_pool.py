@@ -109,7 +109,7 @@ def load_class_pool_archive(path: str) -> ClassPool:
   if not os.path.isfile(path):
     raise DataError(
         f"class-pool archive {path!r} not found: expected an .npz with "
-        "images[C, S, H, W(, ch)] uint8 (see BUILD.md, 'Datasets')")
+        "images[C, S, H, W(, ch)] uint8 (see docs/datasets.md)")
   try:
     with np.load(path, allow_pickle=False) as archive:
       fields = {k: archive[k] for k in archive.files}

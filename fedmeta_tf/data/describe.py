@@ -90,6 +90,8 @@ def format_counts(counts: ProtocolCounts, name: registry.DatasetName
   paper = PAPER.get(name, {})
   proto = registry.PROTOCOLS[name]
   rot = len(protocol_lib.ROTATIONS) if proto.rotate else 1
+  per_client = (counts.meta_train_classes_before_rotation /
+                len(counts.client_classes))
   def vs(key):
     return f" (paper {paper[key]})" if key in paper else ""
   shape = "x".join(str(d) for d in counts.image_shape)
@@ -113,7 +115,7 @@ def format_counts(counts: ProtocolCounts, name: registry.DatasetName
       + (f" of the {counts.meta_train_classes} rotated classes (each "
          f"rotation its own class; {counts.meta_train_classes_before_rotation}"
          f" / {len(counts.client_classes)} = "
-         f"{counts.meta_train_classes_before_rotation / len(counts.client_classes):g}"
+         f"{per_client:g}"
          " unrotated classes' worth per client)" if rot > 1 else ""),
       f"meta-test: {counts.meta_test_classes} classes{vs('meta_test')}"
       + (f", x{rot} rotations = {counts.meta_test_classes * rot} classes"
@@ -127,4 +129,5 @@ def class_count_summary(pool: ClassPool) -> str:
   """Classes per original split (background/evaluation/unspecified)."""
   values, counts = np.unique(pool.split, return_counts=True)
   label = {0: "background", 1: "evaluation", -1: "unspecified"}
-  return ", ".join(f"{label.get(int(v), v)} {c}" for v, c in zip(values, counts))
+  return ", ".join(f"{label.get(int(v), v)} {c}"
+                   for v, c in zip(values, counts))

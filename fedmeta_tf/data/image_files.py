@@ -34,7 +34,7 @@ def list_images(directory: str) -> list[str]:
 
 
 def list_subdirectories(directory: str) -> list[str]:
-  """Names of the sub-directories of `directory`, sorted (hidden ones skipped)."""
+  """Sub-directory names of `directory`, sorted, hidden ones skipped."""
   return sorted(d for d in os.listdir(directory)
                 if not d.startswith(".") and
                 os.path.isdir(os.path.join(directory, d)))

@@ -1,4 +1,4 @@
-"""mini-ImageNet (Vinyals et al., 2016; Ravi & Larochelle split) as a class pool.
+"""mini-ImageNet (Vinyals et al., 2016; Ravi & Larochelle split), a pool.
 
 Main paper, Section 3.2: "100 classes, each with 600 examples (84x84 color
 images). We use 64 classes for meta-training (split among 4 users) and 20

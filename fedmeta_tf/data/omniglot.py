@@ -81,7 +81,7 @@ def find_source(data_dir: Optional[str]) -> tuple[OmniglotSource, str]:
 
 
 def load_omniglot(data_dir: Optional[str]) -> ClassPool:
-  """The Omniglot class pool [1623, 20, 28, 28, 1] from `data_dir` (see module)."""
+  """The Omniglot pool [1623, 20, 28, 28, 1] from `data_dir` (see module)."""
   source, path = find_source(data_dir)
   if source is OmniglotSource.ARCHIVE:
     return class_pool_lib.load_class_pool_archive(path)

@@ -78,13 +78,16 @@ def load_supervised(name: SupervisedDataset | str, *,
   arrays = []
   for split in ("train", "test"):
     try:
-      data = tfds.as_numpy(builder.as_dataset(
-          split=split, batch_size=-1, as_supervised=True, shuffle_files=False))
+      batches = list(tfds.as_numpy(builder.as_dataset(
+          split=split, as_supervised=True, shuffle_files=False).batch(10000)))
     except Exception as e:  # Corrupt records surface as many TF errors.
       raise DataError(f"{name.value}: cannot read split {split!r} under "
                       f"{data_dir!r}: {type(e).__name__}: {e}") from None
-    x, y = data
-    x = np.asarray(x, np.uint8)
+    if not batches:
+      raise DataError(f"{name.value}: split {split!r} under {data_dir!r} is "
+                      "empty")
+    x = np.concatenate([b[0] for b in batches]).astype(np.uint8)
+    y = np.concatenate([b[1] for b in batches])
     if x.shape[1:] != IMAGE_SHAPES[name]:
       raise DataError(f"{name.value}: images under {data_dir!r} have shape "
                       f"{x.shape[1:]}, expected {IMAGE_SHAPES[name]}")

@@ -266,7 +266,8 @@ def run_attack_experiment(config: training.TrainingConfig,
       state, round_metrics = runner.next(state, clients)
       row = {"clients": " ".join(map(str, clients)), **round_metrics,
              "seconds": time.time() - start}
-      if r % config.eval_every == 0 or r == attack.pretrain_rounds:
+      # The last pre-training round is evaluated as round 0 below.
+      if r % config.eval_every == 0 and r != attack.pretrain_rounds:
         row.update(evaluator(runner.weights(state)))
       pre.release(row, key=r)
       logging.info("pre-training round %d/%d: %s", r, attack.pretrain_rounds,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import os
 import time
 from typing import Optional
@@ -72,6 +73,9 @@ class TrainingConfig:
         clients_per_round=self.clients_per_round,
         min_updates=self.min_updates, dropout_rate=self.dropout_rate,
         policy=_parse_policy(self.dropout_policy))
+    registry.parse_dataset_name(self.dataset)
+    from fedmeta_tf.tff_process import aggregators  # pylint: disable=g-import-not-at-top
+    aggregators.parse_aggregator(self.aggregator)
     if not self.max_update_norm > 0:
       raise ValueError(f"max_update_norm must be positive, got "
                        f"{self.max_update_norm}")
@@ -109,7 +113,10 @@ def check_split_fits(split: protocol_lib.MetaSplit, config: TrainingConfig):
                      "meta-test class")
 
 
+@functools.lru_cache(maxsize=1)
 def load_split(config: TrainingConfig) -> protocol_lib.MetaSplit:
+  """The dataset split by its protocol, checked against `config` (cached:
+  binaries load it once to validate, then train on it)."""
   name = registry.parse_dataset_name(config.dataset)
   pool = registry.load_dataset(name, config.data_dir, seed=config.seed)
   proto = registry.PROTOCOLS[name]

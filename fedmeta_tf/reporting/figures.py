@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
 SERIES = (("main_task_accuracy", "main task", "tab:purple"),
           ("backdoor_train_accuracy", "attack training", "tab:blue"),
@@ -50,6 +51,7 @@ def _draw(ax, rows, prefix=""):
       ax.plot(xs, ys, color=colour, label=label, marker="." if len(xs) < 30
               else None)
   ax.set_ylim(-2, 102)
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   ax.grid(alpha=0.3)
 
 
@@ -64,7 +66,7 @@ def plot_rounds(csv_by_case: Mapping[str, str], path: str) -> None:
     ax.set_title(CASE_TITLES.get(case, case), fontsize=9)
     ax.set_xlabel("round (0 = pre-trained, attack in round 1)")
     ax.set_ylabel("accuracy (%)")
-  axes[0][0].legend(fontsize=8, loc="lower right")
+  axes[0][0].legend(fontsize=8, loc="best")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -88,7 +90,7 @@ def plot_finetune(csv_by_case: Mapping[str, str], clients: Sequence[int],
       ax.set_xlabel("fine-tuning iteration")
       if j == 0:
         ax.set_ylabel(f"{CASE_TITLES.get(case, case)[:3]} accuracy (%)")
-  axes[0][0].legend(fontsize=8, loc="lower right")
+  axes[0][0].legend(fontsize=8, loc="best")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

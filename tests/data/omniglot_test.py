@@ -42,7 +42,8 @@ def _make_official(root):
 
 def test_official_folders(tmp_path):
   _make_official(str(tmp_path))
-  assert omniglot.find_source(str(tmp_path))[0] is omniglot.OmniglotSource.FOLDERS
+  source, _ = omniglot.find_source(str(tmp_path))
+  assert source is omniglot.OmniglotSource.FOLDERS
   pool = omniglot.load_omniglot(str(tmp_path))
   assert pool.images.shape == (5, _DRAWERS, 28, 28, 1)
   assert pool.names == ("Alpha/character01", "Alpha/character02",

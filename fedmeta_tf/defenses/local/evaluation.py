@@ -31,15 +31,16 @@ from fedmeta_tf.evaluation import meta_test as meta_test_lib
 
 class _SupportPredictor:
   """`model(images, training=True) -> scores` for `backdoor`'s metrics: the
-  head's log-probabilities against a fixed support set."""
+  head's log-probabilities against the support set, embedded once when the
+  predictor is made (after the fine-tuning iterations it scores)."""
 
   def __init__(self, learner, support_images, support_labels):
     self._learner = learner
-    self._support = (support_images, support_labels)
+    self._memory = learner.memory(support_images, support_labels)
 
   def __call__(self, images, training=True):
     del training  # batch statistics always (models/conv4.py)
-    return self._learner.predict(images, *self._support)
+    return self._learner.predict(images, None, None, memory=self._memory)
 
 
 def check_configs(defense: secure_fine_tuning.DefenseConfig,
@@ -72,17 +73,19 @@ def make_defense_eval_fn(learner: secure_fine_tuning.MetricHeadLearner,
     learner.start(feature_weights)
     schedule = learner.query_schedule(tf.shape(episode.support_labels)[0],
                                       seed)
-    predictor = _SupportPredictor(learner, episode.support_images,
-                                  episode.support_labels)
+    def score():
+      return score_fn(_SupportPredictor(learner, episode.support_images,
+                                        episode.support_labels))
+
     rows = tf.TensorArray(tf.float32, size=points)
-    rows = rows.write(0, score_fn(predictor))
+    rows = rows.write(0, score())
     for i in tf.range(chunks):
       steps = tf.where(i == chunks - 1, last_chunk, chunk)
       for j in tf.range(steps):
         step = i * chunk + j
         learner.step(episode.support_images, episode.support_labels,
                      schedule[step], step)
-      rows = rows.write(i + 1, score_fn(predictor))
+      rows = rows.write(i + 1, score())
     return rows.stack()
 
   @tf.function
@@ -137,22 +140,23 @@ def make_defense_eval_fn(learner: secure_fine_tuning.MetricHeadLearner,
 class DefenseEvaluator:
   """Averaged backdoor metrics of the defense started from given theta'.
 
-  Mirrors `backdoor.BackdoorEvaluator` (same seed, hence same episodes).
+  Mirrors `backdoor.BackdoorEvaluator`; one instance (one traced function)
+  serves every client and delta.
   """
 
   def __init__(self, *, image_shape, config: backdoor.BackdoorEvalConfig,
                defense: secure_fine_tuning.DefenseConfig,
-               data: Mapping[str, np.ndarray], seed: int,
                variant: str = "maxpool", filters: int = 64):
     self.config = config
     self.learner = secure_fine_tuning.MetricHeadLearner(
         image_shape=image_shape, ways=config.episode.ways, config=defense,
         variant=variant, filters=filters)
     self._fn = make_defense_eval_fn(self.learner, config)
-    self._data = {k: tf.constant(v) for k, v in data.items()}
-    self._seed = [seed, 0xBD]
 
-  def curves(self, feature_weights) -> dict[str, np.ndarray]:
-    """{metric: mean over episodes, [points]} at `config.curve_steps`."""
-    values = self._fn(feature_weights, self._data, self._seed)
+  def curves(self, feature_weights, *, data: Mapping[str, np.ndarray],
+             seed: int) -> dict[str, np.ndarray]:
+    """{metric: mean over episodes, [points]} at `config.curve_steps`, on
+    `data` (`backdoor.eval_data`) with the episodes of
+    `backdoor.BackdoorEvaluator(..., data=data, seed=seed)`."""
+    values = self._fn(feature_weights, data, [seed, 0xBD])
     return {k: np.asarray(tf.reduce_mean(v, axis=0)) for k, v in values.items()}

@@ -152,9 +152,15 @@ class MetricHeadLearner:
       loss = self.step(support_images, support_labels, schedule[i], i)
     return loss
 
-  def predict(self, images, support_images, support_labels) -> tf.Tensor:
-    """[B, N] log-probabilities of `images`; S and the images are embedded
-    as two batches."""
-    memory = self.classifier.embed(support_images)
-    return self.classifier(images, memory,
-                           tf.one_hot(support_labels, self.ways))
+  def memory(self, support_images, support_labels):
+    """The support memory (f(S) embedded as one batch, one-hot labels)."""
+    return (self.classifier.embed(support_images),
+            tf.one_hot(support_labels, self.ways))
+
+  def predict(self, images, support_images, support_labels,
+              memory=None) -> tf.Tensor:
+    """[B, N] log-probabilities of `images` (embedded as one batch) against
+    S, or against a precomputed `memory` of S."""
+    if memory is None:
+      memory = self.memory(support_images, support_labels)
+    return self.classifier(images, *memory)

@@ -1,0 +1,104 @@
+r"""Experiment 3: the local matching-network defense (Algorithm 2) and ablations.
+
+    python -m binaries.defend --from=runs/glyphs_attack_a             # 3(a)
+    python -m binaries.defend --from=<run> --deltas=0.2,0.3,0.4,0.6   # 3(a)/(b)
+    python -m binaries.defend --from=<run> --defense=supervised       # 3(c)
+    python -m binaries.defend --from=<run> --local_meta_iterations=100  # 3(d)
+    python -m binaries.defend --from=<run> --defense=protonet         # appendix
+    python -m binaries.defend --flagfile=configs/glyphs_defend_cpu.cfg
+
+Reads an Experiment 1 run directory (binaries.train_fedmeta --attack=...)
+and has every benign client defend locally: Glorot mix of the attacked
+model, then fine-tuning with a matching-network / ProtoNet head (or the
+dense head, 3(c)). Same metrics, clients, cases and episodes as Experiment 2
+(binaries.finetune). Writes under <run dir>/defend/<name>/: CSVs per delta
+and case, TensorBoard events, delta<d>.png (Figs. 14-24 layout),
+delta_sweep.png, the clients' defended SavedModels and summary.json
+(docs/local_defense.md).
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from binaries import common
+from fedmeta_tf.defenses.local import experiment
+from fedmeta_tf.experiments import backdoor_attack
+
+_FROM = flags.DEFINE_string("from", None, "Experiment 1 run directory.")
+_DEFENSE = flags.DEFINE_enum(
+    "defense", "matching", [d.value for d in experiment.Defense],
+    "matching: Algorithm 2; protonet: the appendix's head; supervised: the "
+    "Glorot mix with the dense head (Experiment 3(c)).")
+_DELTAS = flags.DEFINE_list(
+    "deltas", ["0.3"], "Weights of the global model in the Glorot mix "
+    "(3(a): 0.3; sweep: 0.2,0.3,0.4,0.6).")
+_STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning iterations.")
+_HEAD_ONLY_STEPS = flags.DEFINE_integer(
+    "head_only_steps", 5, "First iterations that train alpha, beta alone.")
+_BATCH = flags.DEFINE_integer(
+    "batch", None, "Queries per iteration (default: the run's b).")
+_LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate", None, "eta (default: the run's fine-tuning rate).")
+_CURVE_EVERY = flags.DEFINE_integer(
+    "curve_every", 5, "Record metrics every this many iterations.")
+_EPISODES = flags.DEFINE_integer("episodes", 40,
+                                 "Episodes per client (papers: 40 or 50).")
+_CASES = flags.DEFINE_list(
+    "cases", None, "Cases (as binaries.finetune); default: the run's case, "
+    "plus (c) for a (b) run.")
+_CLIENTS = flags.DEFINE_list("clients", None,
+                             "Benign clients to run (default: all).")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "attacked", "pretrained | attacked | final.")
+_LOCAL_META_ITERATIONS = flags.DEFINE_integer(
+    "local_meta_iterations", 0,
+    "Experiment 3(d): E local Reptile iterations after the mix (100, 1000).")
+_LEAVE_ONE_OUT = flags.DEFINE_boolean(
+    "leave_one_out", True, "A training query may not match its own copy in "
+    "the support set.")
+_INITIAL_SCALE = flags.DEFINE_float(
+    "initial_scale", None, "Initial beta (default: matching 10, protonet 4).")
+_EXPORT = flags.DEFINE_boolean(
+    "export", True, "Export each client's defended model (metric heads).")
+_NAME = flags.DEFINE_string(
+    "name", None, "Sub-directory under defend/ (default: from the settings).")
+
+
+@common.user_errors_exit_2
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
+  if not _FROM.value:
+    raise ValueError("--from=<Experiment 1 run directory> is required")
+  try:
+    clients = (None if _CLIENTS.value is None else
+               [int(c) for c in _CLIENTS.value])
+    deltas = [float(d) for d in _DELTAS.value]
+  except ValueError:
+    raise ValueError(f"--clients must be integers and --deltas numbers, got "
+                     f"{_CLIENTS.value} and {_DELTAS.value}") from None
+  config = experiment.DefendConfig(
+      defense=_DEFENSE.value, deltas=deltas, steps=_STEPS.value,
+      head_only_steps=_HEAD_ONLY_STEPS.value, batch=_BATCH.value,
+      learning_rate=_LEARNING_RATE.value, curve_every=_CURVE_EVERY.value,
+      episodes=_EPISODES.value, cases=_CASES.value, clients=clients,
+      checkpoint=_CHECKPOINT.value,
+      local_meta_iterations=_LOCAL_META_ITERATIONS.value,
+      leave_one_out=_LEAVE_ONE_OUT.value, initial_scale=_INITIAL_SCALE.value,
+      export=_EXPORT.value, name=_NAME.value)
+  backdoor_attack.load_run(_FROM.value)  # a clear error before writing
+  output_dir = f"{_FROM.value}/{experiment.SUBDIR}/{config.run_name}"
+  common.write_flags(output_dir, [__name__, "__main__"])
+  summary = experiment.run_defend(_FROM.value, config)
+  logging.info("done: %s", summary)
+  print(f"Experiment 3 ({config.run_name}) from {_FROM.value}, "
+        f"{config.steps} steps, {summary['wall_seconds']:.0f} s; results in "
+        f"{output_dir}")
+  for key, values in summary["mean_over_clients"].items():
+    print(f"  {key} (mean over clients): " +
+          "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,119 @@
+r"""The federated pruning defense (pruning paper, Section IV) on a trained run.
+
+    python -m binaries.prune --from=runs/supervised_omniglot_pixel
+    python -m binaries.prune --from=<run> --vote=majority --fine_tune_rounds=5
+
+Reads a `binaries.train_supervised` run directory, or a `binaries.train_fedmeta
+--attack=...` run directory (the meta-learning Conv4: conv4 is pruned; test
+accuracy = meta-test accuracy, attack success = backdoor accuracy on unseen
+keyed images, validation = main-task accuracy); writes under
+<run>/<--output_subdir>: stages.csv and stages.md (test accuracy and attack
+success after training, pruning, adjusting extreme weights and optional
+fine-tuning, as Tables I-VI), pruning_curve.csv and delta_curve.csv, and
+pruning.png (accuracy / attack success vs channels pruned and vs Delta,
+Figs 4-5), plus flags and summary.json.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from binaries import common
+from fedmeta_tf.defenses.pruning import defense
+from fedmeta_tf.defenses.pruning import meta
+from fedmeta_tf.defenses.pruning import report
+from fedmeta_tf.defenses.pruning import supervised
+from fedmeta_tf.defenses.pruning import voting
+from fedmeta_tf.reporting import release
+from fedmeta_tf.supervised import training
+
+_FROM = flags.DEFINE_string("from", None, "Run directory to defend.")
+_OUTPUT_SUBDIR = flags.DEFINE_string("output_subdir", "pruning",
+                                     "Results go to <run>/<this>.")
+_VOTE = flags.DEFINE_enum_class("vote", voting.Vote.RANKING, voting.Vote,
+                                "ranking (mean rank) | majority (0/1 masks).")
+_PRUNING_RATE = flags.DEFINE_float(
+    "pruning_rate", 0.5, "p of the majority vote's client masks.")
+_ACCURACY_DROP = flags.DEFINE_float(
+    "accuracy_drop", 0.01,
+    "Stop pruning / decreasing Delta before accuracy drops more than this.")
+_PRUNE_STEP = flags.DEFINE_integer("prune_step", 1,
+                                   "Channels per step of the pruning curve.")
+_DELTA_MAX = flags.DEFINE_float("delta_max", 5.0, "First Delta tried.")
+_DELTA_MIN = flags.DEFINE_float("delta_min", 0.5, "Last Delta tried.")
+_DELTA_STEP = flags.DEFINE_float("delta_step", 0.25, "Delta decrement.")
+_STOP_METRIC = flags.DEFINE_enum(
+    "stop_metric", "val_accuracy", ["val_accuracy", "client_accuracy"],
+    "val_accuracy: the server's validation set; client_accuracy: the mean of "
+    "the accuracies clients report on their own data.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "final", "Meta-learning runs: checkpoints/<this>.npz.")
+_EVAL_EPISODES = flags.DEFINE_integer(
+    "eval_episodes", 10, "Meta-learning runs: episodes per evaluation.")
+_FINE_TUNE_ROUNDS = flags.DEFINE_integer(
+    "fine_tune_rounds", 0, "Federated fine-tuning rounds after pruning.")
+
+
+def config_from_flags() -> defense.PruningConfig:
+  if not 0 < _DELTA_MIN.value <= _DELTA_MAX.value or _DELTA_STEP.value <= 0:
+    raise ValueError("need 0 < delta_min <= delta_max and delta_step > 0, got "
+                     f"{_DELTA_MIN.value}, {_DELTA_MAX.value}, "
+                     f"{_DELTA_STEP.value}")
+  deltas = np.arange(_DELTA_MAX.value, _DELTA_MIN.value - 1e-9,
+                     -_DELTA_STEP.value)
+  return defense.PruningConfig(
+      vote=_VOTE.value, pruning_rate=_PRUNING_RATE.value,
+      accuracy_drop=_ACCURACY_DROP.value, prune_step=_PRUNE_STEP.value,
+      deltas=tuple(float(d) for d in np.round(deltas, 6)),
+      stop_metric=_STOP_METRIC.value,
+      fine_tune_rounds=_FINE_TUNE_ROUNDS.value)
+
+
+@common.user_errors_exit_2
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
+  if not _FROM.value:
+    raise ValueError("--from=<run directory> is required")
+  config = config_from_flags()
+  output_dir = os.path.join(_FROM.value, _OUTPUT_SUBDIR.value)
+  common.write_flags(output_dir, [__name__, "__main__"])
+  if os.path.isfile(os.path.join(_FROM.value, meta.EXPERIMENT_JSON)):
+    result = meta.defend_run(_FROM.value, config,
+                             checkpoint=_CHECKPOINT.value,
+                             eval_episodes=_EVAL_EPISODES.value)
+    _write(result, output_dir, f"meta-learning run {_FROM.value}, "
+           f"{config.vote.value} vote")
+    return
+  federation, weights = supervised.load_run(_FROM.value)
+  if federation.config.runtime == "tff" and config.fine_tune_rounds:
+    from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
+    with contexts.tff_runtime():
+      result = supervised.defend(federation, weights, config)
+  else:
+    result = supervised.defend(federation, weights, config)
+  c = federation.config
+  title = (f"{c.dataset}, {c.num_clients} clients, {c.labels_per_client}-label"
+           f", {c.attack.value} attack x{len(federation.attackers)}, "
+           f"alpha={c.boost:g}, {config.vote.value} vote")
+  _write(result, output_dir, title)
+
+
+def _write(result, output_dir, title):
+  paths = report.write_results(result, output_dir, title)
+  training.save_weights(os.path.join(output_dir, "weights.npz"),
+                        result.weights)
+  release.write_json_atomically(os.path.join(output_dir, "summary.json"), {
+      "stages": result.stages, "pruned_channels": result.pruned.tolist(),
+      "pruning_order": result.order.tolist()})
+  print(report.stages_markdown(result.stages))
+  logging.info("results: %s", paths)
+  print(f"results in {output_dir}")
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("from")
+  app.run(main)

@@ -1,0 +1,113 @@
+r"""Supervised federated learning (FedAvg) with backdoor attackers: the
+pruning paper's setting (Section III), on the same round runners as
+federated meta-learning.
+
+    python -m binaries.train_supervised --flagfile=configs/supervised_prune_cpu.cfg
+
+Writes under --root_output_dir/--experiment_name: flags.txt/flags.json,
+config.json, metrics.csv (test accuracy and attack success per round) and
+TensorBoard events, weights.npz and summary.json. Then
+`python -m binaries.prune --from=<that dir>` applies the pruning defense.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from binaries import common
+from fedmeta_tf.supervised import training
+
+_DATASET = flags.DEFINE_string(
+    "dataset", "glyphs",
+    "Class pool the 10-label task is built from: glyphs | omniglot | archive.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is.")
+_ROOT_OUTPUT_DIR = flags.DEFINE_string("root_output_dir", "runs",
+                                       "Runs are written under this directory.")
+_EXPERIMENT_NAME = flags.DEFINE_string("experiment_name", "supervised",
+                                       "Sub-directory of this run.")
+_SEED = flags.DEFINE_integer("seed", 0, "The run's one seed.")
+_RUNTIME = flags.DEFINE_enum("runtime", "inprocess", ["tff", "inprocess"],
+                             "Round driver.")
+_NUM_LABELS = flags.DEFINE_integer("num_labels", 10, "Labels of the task.")
+_TRAIN_COPIES = flags.DEFINE_integer(
+    "train_copies", 40, "Augmented variants of each training image.")
+_TEST_COPIES = flags.DEFINE_integer(
+    "test_copies", 25, "Augmented variants of each validation/test image.")
+_NUM_CLIENTS = flags.DEFINE_integer("num_clients", 10, "N, clients.")
+_LABELS_PER_CLIENT = flags.DEFINE_integer("labels_per_client", 3,
+                                          "K of the K-label non-IID split.")
+_CLIENTS_PER_ROUND = flags.DEFINE_integer(
+    "clients_per_round", 10, "Clients per round (all by default, as the paper).")
+_ROUNDS = flags.DEFINE_integer("rounds", 30, "Federated rounds.")
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Local SGD epochs per round.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Local mini-batch size.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.05, "Local SGD rate.")
+_FILTERS = flags.DEFINE_list("filters", ["16", "32", "64"],
+                             "Channels of the three conv layers.")
+_HIDDEN = flags.DEFINE_integer("hidden", 128, "Units of the hidden dense layer.")
+_HEAD = flags.DEFINE_enum(
+    "head", "flatten", ["flatten", "gap"],
+    "After the last conv layer: max-pool + flatten, or global average pool.")
+_AGGREGATOR = flags.DEFINE_string(
+    "aggregator", "mean",
+    "mean | secure_mean | median | trimmed_mean[:beta] | krum[:f] | "
+    "multi_krum[:f] | norm_clip[:norm]")
+_ATTACK = flags.DEFINE_enum_class(
+    "attack", training.Attack.PIXEL, training.Attack,
+    "none | pixel (pixel-pattern backdoor) | dba (key split among attackers).")
+_NUM_ATTACKERS = flags.DEFINE_integer("num_attackers", 1, "Attackers.")
+_SOURCE_LABEL = flags.DEFINE_integer("source_label", 9,
+                                     "Victim label whose keyed images flip.")
+_TARGET_LABEL = flags.DEFINE_integer("target_label", 1, "Backdoor target.")
+_BOOST = flags.DEFINE_float(
+    "boost", 3.0, "Model replacement amplification alpha (1: none).")
+_POISON_COPIES = flags.DEFINE_integer(
+    "poison_copies", 1, "Keyed copies of each source image the attacker adds.")
+_KEY_SIZE = flags.DEFINE_integer("key_size", 4, "Side of the pixel pattern.")
+_KEY_POSITION = flags.DEFINE_enum(
+    "key_position", "corner", ["corner", "center"],
+    "Bottom-right corner (blank in handwriting) or the image centre.")
+
+
+def config_from_flags() -> training.SupervisedConfig:
+  try:
+    filters = tuple(int(f) for f in _FILTERS.value)
+  except ValueError:
+    raise ValueError(f"--filters must be integers, got {_FILTERS.value}") from None
+  return training.SupervisedConfig(
+      dataset=_DATASET.value, data_dir=_DATA_DIR.value, seed=_SEED.value,
+      num_labels=_NUM_LABELS.value, train_copies=_TRAIN_COPIES.value,
+      test_copies=_TEST_COPIES.value, num_clients=_NUM_CLIENTS.value,
+      labels_per_client=_LABELS_PER_CLIENT.value,
+      clients_per_round=_CLIENTS_PER_ROUND.value, rounds=_ROUNDS.value,
+      epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
+      learning_rate=_LEARNING_RATE.value, filters=filters,
+      hidden=_HIDDEN.value, head=_HEAD.value, attack=_ATTACK.value,
+      num_attackers=_NUM_ATTACKERS.value, source_label=_SOURCE_LABEL.value,
+      target_label=_TARGET_LABEL.value, boost=_BOOST.value,
+      poison_copies=_POISON_COPIES.value, key_size=_KEY_SIZE.value,
+      key_position=_KEY_POSITION.value,
+      aggregator=_AGGREGATOR.value, runtime=_RUNTIME.value)
+
+
+@common.user_errors_exit_2
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
+  config = config_from_flags()
+  output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
+  common.write_flags(output_dir, [__name__, "__main__"])
+  if config.runtime == "tff":
+    from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
+    with contexts.tff_runtime():
+      summary = training.run_supervised(config, output_dir)
+  else:
+    summary = training.run_supervised(config, output_dir)
+  logging.info("done: %s -> %s", summary, output_dir)
+  print(f"test accuracy {summary['test_accuracy']:.4f}, attack success "
+        f"{summary['attack_success']:.4f} after {summary['rounds']} rounds; "
+        f"results in {output_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,287 @@
+"""Experiment 3: the local defense after the attack (Section 4.2, appendix).
+
+Starts from an Experiment 1 run directory (`experiments/backdoor_attack.py`)
+and, like Experiment 2 (`experiments/finetune.py`), has every benign client
+fine-tune the attacked global model on episodes of its own classes, with the
+same metrics on the same episodes. What differs is how the client starts
+and fine-tunes:
+
+    theta' = delta * theta_G + (1 - delta) * theta_g        (`glorot_mix`)
+    [3(d): E iterations of local Reptile on the client's own classes]
+    matching / protonet: Algorithm 2 on f(theta')           (3(a), 3(b), A)
+    supervised: Adam on the whole Conv4 theta', dense head  (3(c))
+
+One run sweeps `deltas` (3(a): 0.3; 3(b) and Figs. 20-21: 0.6, 0.4, 0.2).
+Results go under `<run dir>/defend/<name>/`: `delta<d>_case_<c>.csv`
+(keyed by step, columns `client<i>/<metric>`), TensorBoard events,
+`delta<d>.png` (Figs. 14-24 layout: a column per client, a row per case),
+`delta_sweep.png` (final metrics against delta) when several deltas ran,
+`saved_model/client<i>/` (the defended local model of the first delta,
+metric heads only) and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.defenses.local import evaluation as defense_eval
+from fedmeta_tf.defenses.local import export as defense_export
+from fedmeta_tf.defenses.local import glorot_mix
+from fedmeta_tf.defenses.local import secure_fine_tuning as sft
+from fedmeta_tf.defenses.local import sweep_figure
+from fedmeta_tf.evaluation import backdoor as backdoor_eval
+from fedmeta_tf.experiments import backdoor_attack
+from fedmeta_tf.experiments import finetune
+from fedmeta_tf.experiments import training
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.meta import weights as w
+from fedmeta_tf.reporting import figures
+from fedmeta_tf.reporting import release
+
+SUBDIR = "defend"
+STREAM_LOCAL_META = 21
+
+
+class Defense(enum.Enum):
+  MATCHING = "matching"  # Algorithm 2, Experiments 3(a), 3(b), 3(d)
+  PROTONET = "protonet"  # appendix, Figs. 35-36
+  SUPERVISED = "supervised"  # Glorot mix, dense head: Experiment 3(c)
+
+
+@dataclasses.dataclass(frozen=True)
+class DefendConfig:
+  """Experiment 3's settings.
+
+  Attributes:
+    defense: how clients fine-tune after the Glorot mix.
+    deltas: the deltas to sweep.
+    steps: fine-tuning iterations.
+    head_only_steps: first iterations training alpha, beta only.
+    batch: queries (or examples) per iteration; None: the run's b.
+    learning_rate: eta; None: the run's fine-tuning rate.
+    curve_every: record metrics every this many iterations.
+    episodes: episodes per client the curves average.
+    cases, clients, checkpoint: as `finetune.FinetuneConfig`.
+    local_meta_iterations: 3(d)'s E, local Reptile iterations after the mix
+      (0: none).
+    leave_one_out: training queries may not match themselves.
+    initial_scale: the head's initial beta; None: the head's default.
+    export: write each client's defended model (metric heads).
+    name: sub-directory under defend/; None: derived from the settings.
+  """
+
+  defense: Defense = Defense.MATCHING
+  deltas: Sequence[float] = (0.3,)
+  steps: int = 50
+  head_only_steps: int = 5
+  batch: Optional[int] = None
+  learning_rate: Optional[float] = None
+  curve_every: int = 5
+  episodes: int = 40
+  cases: Optional[Sequence[str]] = None
+  clients: Optional[Sequence[int]] = None
+  checkpoint: str = "attacked"
+  local_meta_iterations: int = 0
+  leave_one_out: bool = True
+  initial_scale: Optional[float] = None
+  export: bool = True
+  name: Optional[str] = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "defense", Defense(self.defense))
+    object.__setattr__(self, "deltas", tuple(float(d) for d in self.deltas))
+    if not self.deltas:
+      raise ValueError("deltas must name at least one delta")
+    for d in self.deltas:
+      if not 0.0 <= d <= 1.0:
+        raise ValueError(f"delta must be in [0, 1], got {d}")
+    for name in ("steps", "curve_every", "episodes"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.local_meta_iterations < 0:
+      raise ValueError(f"local_meta_iterations must be >= 0, got "
+                       f"{self.local_meta_iterations}")
+
+  @property
+  def run_name(self) -> str:
+    if self.name:
+      return self.name
+    local = (f"_local{self.local_meta_iterations}"
+             if self.local_meta_iterations else "")
+    return f"{self.defense.value}{local}"
+
+
+def local_meta_train(model_fn, weights, pool: np.ndarray,
+                     config: reptile_tf.ReptileConfig, *, iterations: int,
+                     seed) -> list[np.ndarray]:
+  """Experiment 3(d): `iterations` of Algorithm 1's client work on the
+  client's own classes, applied locally (theta + u); nothing is sent."""
+  model = model_fn()
+  optimizer = reptile_tf.make_inner_optimizer(config.inner_lr)
+  reptile_tf.build_optimizer(optimizer, model)
+  episode_fn = reptile_tf.pool_episode_fn(tf.constant(pool), config)
+
+  @tf.function
+  def run(theta):
+    update, _ = reptile_tf.reptile_client_update(
+        model, optimizer, theta, episode_fn=episode_fn, config=config,
+        seed=seed, iterations=iterations)
+    return w.add(theta, update)
+
+  return [v.numpy() for v in run([tf.constant(v) for v in weights])]
+
+
+def _delta_label(delta: float) -> str:
+  return f"delta{delta:g}"
+
+
+def _export_client_model(evaluator: defense_eval.DefenseEvaluator,
+                         features, data, *, seed: int, path: str) -> None:
+  """Algorithm 2 on the client's first evaluation episode, then export."""
+  learner = evaluator.learner
+  ep = evaluator.config.episode
+  episode, _ = backdoor_eval.sample_target_episode(
+      tf.constant(data["main_pool"]), tf.constant(data["target_images"]),
+      tf.constant(data["backdoor_pool"]), ways=ep.ways, shots=ep.shots,
+      queries=ep.queries, backdoor_in_episode=evaluator.config.backdoor_in_episode,
+      seed=episodes_lib.fold_seed([seed, 0xBD], backdoor_eval.STREAM_MAIN, 0))
+  tf.function(learner.fine_tune)(
+      [tf.constant(v) for v in features], episode.support_images,
+      episode.support_labels, episodes_lib.fold_seed(seed, 0xE))
+  defense_export.export_defended_model(
+      learner.classifier, support_images=episode.support_images,
+      support_labels=episode.support_labels, num_classes=ep.ways, path=path)
+
+
+def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
+               title: str) -> None:
+  """delta_sweep.png, with Experiment 2's final metrics (same episodes) as
+  the undefended reference when `<run dir>/finetune` ran for `steps`."""
+  baseline = {}
+  path = os.path.join(run_dir, finetune.SUBDIR, "summary.json")
+  if os.path.isfile(path):
+    with open(path) as f:
+      baseline = sweep_figure.undefended_baseline(json.load(f), steps=steps,
+                                                  clients=clients)
+  sweep_figure.plot_delta_sweep(final, os.path.join(output_dir,
+                                                    "delta_sweep.png"),
+                                title=title, baseline=baseline)
+
+
+def run_defend(run_dir: str, config: DefendConfig) -> dict:
+  """Runs Experiment 3 from an Experiment 1 run directory."""
+  train_config, attack = backdoor_attack.load_run(run_dir)
+  weights = backdoor_attack.load_weights(run_dir, config.checkpoint)
+  cases = finetune.cases_for(attack.backdoor.case, config.cases)
+  attack_split = backdoor_attack.load_attack_split(
+      train_config, attack.backdoor, attack.schedule.attacker_ids)
+  benign = [c for c in range(train_config.num_clients)
+            if c not in attack.schedule.attacker_ids]
+  clients = list(config.clients) if config.clients is not None else benign
+  for c in clients:
+    if c not in benign:
+      raise ValueError(f"client {c} is not a benign client (benign: {benign})")
+  output_dir = os.path.join(run_dir, SUBDIR, config.run_name)
+  os.makedirs(output_dir, exist_ok=True)
+  image_shape = attack_split.split.meta_train.image_shape
+  ways = train_config.reptile.ways
+  model_fn = training.make_model_fn(train_config, image_shape)
+  arch = dict(image_shape=image_shape, num_classes=ways,
+              variant=train_config.model_variant, filters=train_config.filters)
+  evaluation = dataclasses.replace(
+      train_config.evaluation, steps=config.steps,
+      batch=config.batch or train_config.evaluation.batch,
+      learning_rate=config.learning_rate or train_config.evaluation.learning_rate)
+  train_config = dataclasses.replace(train_config, evaluation=evaluation)
+  defense = None
+  if config.defense is not Defense.SUPERVISED:
+    defense = sft.DefenseConfig(
+        head=config.defense.value, steps=config.steps,
+        head_only_steps=config.head_only_steps, batch=evaluation.batch,
+        learning_rate=evaluation.learning_rate,
+        leave_one_out=config.leave_one_out, initial_scale=config.initial_scale)
+
+  start = time.time()
+  summary = {"defense": config.defense.value, "steps": config.steps,
+             "deltas": list(config.deltas), "clients": clients,
+             "checkpoint": config.checkpoint,
+             "local_meta_iterations": config.local_meta_iterations,
+             "final": {}}
+  # theta' per (delta, client): the same for every case.
+  starts = {}
+  for delta in config.deltas:
+    for client in clients:
+      theta = glorot_mix.mixed_weights(weights, delta=delta,
+                                       seed=train_config.seed, client=client,
+                                       **arch)
+      if config.local_meta_iterations:
+        theta = local_meta_train(
+            model_fn, theta, attack_split.client_pools[client],
+            train_config.reptile, iterations=config.local_meta_iterations,
+            seed=episodes_lib.fold_seed(train_config.seed, STREAM_LOCAL_META,
+                                        client))
+      starts[delta, client] = theta
+
+  csv_by_delta = {}
+  for case in cases:
+    eval_config = backdoor_attack.backdoor_eval_config(
+        train_config, config.episodes, case, curve_every=config.curve_every)
+    evaluator = None
+    if defense is not None:
+      evaluator = defense_eval.DefenseEvaluator(
+          image_shape=image_shape, config=eval_config, defense=defense,
+          variant=train_config.model_variant, filters=train_config.filters)
+    for delta in config.deltas:
+      columns = {}
+      for client in clients:
+        data = backdoor_attack.eval_data_for(
+            attack_split, attack_split.split.client_pool(client))
+        seed = train_config.seed + 1000 * client  # Experiment 2's episodes
+        theta = starts[delta, client]
+        if evaluator is None:
+          curves = backdoor_eval.BackdoorEvaluator(
+              model_fn, config=eval_config, data=data, seed=seed).curves(theta)
+        else:
+          features = glorot_mix.feature_part(theta, **arch)
+          curves = evaluator.curves(features, data=data, seed=seed)
+          if (config.export and delta == config.deltas[0] and
+              case == cases[0]):
+            _export_client_model(
+                evaluator, features, data, seed=seed,
+                path=os.path.join(output_dir, "saved_model", f"client{client}"))
+        for name, values in curves.items():
+          columns[f"client{client}/{name}"] = values
+        final = {k: float(v[-1]) for k, v in curves.items()}
+        summary["final"][f"{_delta_label(delta)}/{case.value}/client{client}"] = final
+        logging.info("%s delta %g case (%s) client %d after %d steps: %s "
+                     "(%.0f s)", config.defense.value, delta, case.value,
+                     client, config.steps, final, time.time() - start)
+      metrics = release.MetricsRelease(
+          output_dir, name=f"{_delta_label(delta)}_case_{case.value}",
+          key_fieldname="step")
+      for i, step in enumerate(eval_config.curve_steps):
+        metrics.release({k: float(v[i]) for k, v in columns.items()}, key=step)
+      csv_by_delta.setdefault(delta, {})[case.value] = metrics.csv_path
+
+  for delta, csv_by_case in csv_by_delta.items():
+    figures.plot_finetune(csv_by_case, clients, os.path.join(
+        output_dir, f"{_delta_label(delta)}.png"))
+  if len(config.deltas) > 1:
+    plot_sweep(run_dir, output_dir, summary["final"], steps=config.steps,
+               clients=clients, title=config.run_name)
+  summary["mean_over_clients"] = sweep_figure.mean_over_clients(
+      summary["final"])
+  summary["wall_seconds"] = time.time() - start
+  release.write_json_atomically(os.path.join(output_dir, "summary.json"),
+                                summary)
+  return summary

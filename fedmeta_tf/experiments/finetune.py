@@ -1,0 +1,126 @@
+"""Experiment 2: benign fine-tuning of the attacked model (Section 3.4).
+
+Right after the one-shot attack, each benign client fine-tunes the attacked
+global model for many iterations (the paper: 500, 10x the usual e) on
+episodes of its *own* classes that include the target class (case (c): and a
+correctly labelled backdoor class), with the learning rate of Experiment 1.
+After every `curve_every` iterations we record main-task, backdoor
+(attack-training / attack-validation) and meta-test accuracy, averaged over
+`episodes` episodes (`evaluation/backdoor.py`).
+
+Results go under `<run dir>/finetune/`: `finetune_case_<c>.csv` (keyed by
+step, columns `client<i>/<metric>`), TensorBoard events,
+`experiment2.png` (Figs. 8-12 layout) and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+
+from fedmeta_tf.attacks import backdoor_data as bd
+from fedmeta_tf.evaluation import backdoor as backdoor_eval
+from fedmeta_tf.experiments import backdoor_attack
+from fedmeta_tf.experiments import training
+from fedmeta_tf.reporting import figures
+from fedmeta_tf.reporting import release
+
+SUBDIR = "finetune"
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """Experiment 2's settings.
+
+  Attributes:
+    steps: fine-tuning iterations (the paper: 500).
+    curve_every: record metrics every this many iterations.
+    episodes: episodes per client the curves average (papers: 40).
+    cases: cases to run; None: the run's case, and (c) too for a (b) run.
+    clients: benign clients to run; None: all of them.
+    checkpoint: which saved global model to fine-tune.
+  """
+
+  steps: int = 500
+  curve_every: int = 10
+  episodes: int = 40
+  cases: Optional[Sequence[str]] = None
+  clients: Optional[Sequence[int]] = None
+  checkpoint: str = "attacked"
+
+  def __post_init__(self):
+    for name in ("steps", "curve_every", "episodes"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+def cases_for(run_case: bd.Case, requested) -> list[bd.Case]:
+  """Cases a run supports: (a) only from an (a) run; (b), (c) from (b)/(c)."""
+  if requested is None:
+    return [bd.Case.A] if run_case is bd.Case.A else [bd.Case.B, bd.Case.C]
+  cases = [bd.Case(c) for c in requested]
+  for case in cases:
+    if case.benign_train_on_backdoor != run_case.benign_train_on_backdoor:
+      raise ValueError(f"case ({case.value}) needs a run whose benign "
+                       "meta-training "
+                       f"{'includes' if case.benign_train_on_backdoor else 'excludes'}"
+                       f" backdoor classes; this run is case ({run_case.value})")
+  return cases
+
+
+def run_finetune(run_dir: str, config: FinetuneConfig) -> dict:
+  """Runs Experiment 2 from an Experiment 1 run directory."""
+  train_config, attack = backdoor_attack.load_run(run_dir)
+  weights = backdoor_attack.load_weights(run_dir, config.checkpoint)
+  cases = cases_for(attack.backdoor.case, config.cases)
+  attack_split = backdoor_attack.load_attack_split(
+      train_config, attack.backdoor, attack.schedule.attacker_ids)
+  benign = [c for c in range(train_config.num_clients)
+            if c not in attack.schedule.attacker_ids]
+  clients = list(config.clients) if config.clients is not None else benign
+  for c in clients:
+    if c not in benign:
+      raise ValueError(f"client {c} is not a benign client (benign: {benign})")
+  output_dir = os.path.join(run_dir, SUBDIR)
+  os.makedirs(output_dir, exist_ok=True)
+  image_shape = attack_split.split.meta_train.image_shape
+  model_fn = training.make_model_fn(train_config, image_shape)
+  evaluation = dataclasses.replace(train_config.evaluation, steps=config.steps)
+  train_config = dataclasses.replace(train_config, evaluation=evaluation)
+  start = time.time()
+  csv_by_case, summary = {}, {"steps": config.steps, "clients": clients,
+                              "checkpoint": config.checkpoint, "final": {}}
+  for case in cases:
+    eval_config = backdoor_attack.backdoor_eval_config(
+        train_config, config.episodes, case, curve_every=config.curve_every)
+    columns = {}
+    for client in clients:
+      evaluator = backdoor_eval.BackdoorEvaluator(
+          model_fn, config=eval_config,
+          data=backdoor_attack.eval_data_for(
+              attack_split, attack_split.split.client_pool(client)),
+          seed=train_config.seed + 1000 * client)
+      curves = evaluator.curves(weights)
+      for name, values in curves.items():
+        columns[f"client{client}/{name}"] = values
+      summary["final"][f"{case.value}/client{client}"] = {
+          k: float(v[-1]) for k, v in curves.items()}
+      logging.info("case (%s) client %d after %d steps: %s (%.0f s)",
+                   case.value, client, config.steps,
+                   summary["final"][f"{case.value}/client{client}"],
+                   time.time() - start)
+    metrics = release.MetricsRelease(output_dir, name=f"finetune_case_{case.value}",
+                                     key_fieldname="step")
+    for i, step in enumerate(eval_config.curve_steps):
+      metrics.release({k: float(v[i]) for k, v in columns.items()}, key=step)
+    csv_by_case[case.value] = metrics.csv_path
+  figures.plot_finetune(csv_by_case, clients,
+                        os.path.join(output_dir, "experiment2.png"))
+  summary["wall_seconds"] = time.time() - start
+  release.write_json_atomically(os.path.join(output_dir, "summary.json"),
+                                summary)
+  return summary

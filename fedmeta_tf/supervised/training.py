@@ -1,0 +1,297 @@
+"""Supervised federated learning with backdoor attackers (pruning paper, III).
+
+`build_federation(config)` turns a config into everything a run and the
+later pruning defense need (the task, the K-label split, the attackers'
+poisoned data and boosts, the client work, the backdoor test set); it is a
+pure function of the config, so `binaries/prune.py` rebuilds the same
+federation from a run directory's `config.json`.
+
+`run_supervised(config, output_dir)` runs FedAvg rounds with the same round
+runners as federated meta-learning (TFF process or in-process driver, any
+aggregator) and writes `metrics.csv` (test accuracy and attack success per
+round, plus TensorBoard), `weights.npz` (the global model), `config.json`
+and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import time
+from typing import Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.data import registry
+from fedmeta_tf.meta import server_tf
+from fedmeta_tf.reporting import release
+from fedmeta_tf.supervised import attacks
+from fedmeta_tf.supervised import client_work as client_work_lib
+from fedmeta_tf.supervised import data as data_lib
+from fedmeta_tf.supervised import model as model_lib
+
+
+class Attack(enum.Enum):
+  NONE = "none"
+  PIXEL = "pixel"  # every attacker stamps the whole key
+  DBA = "dba"  # the key's pixels split among the attackers
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedConfig:
+  """A supervised federated run (written to config.json next to results).
+
+  The attackers are the first `num_attackers` clients (in client order)
+  holding `source_label`; `boost` is the model-replacement factor alpha.
+  """
+
+  dataset: str = "glyphs"
+  data_dir: Optional[str] = None
+  seed: int = 0
+  num_labels: int = 10
+  train_copies: int = 40
+  test_copies: int = 25
+  num_clients: int = 10
+  labels_per_client: int = 3
+  clients_per_round: int = 10
+  rounds: int = 30
+  epochs: int = 2
+  batch_size: int = 32
+  learning_rate: float = 0.05
+  filters: tuple = (16, 32, 64)
+  hidden: int = 128
+  head: str = "flatten"
+  attack: Attack = Attack.PIXEL
+  num_attackers: int = 1
+  source_label: int = 9
+  target_label: int = 1
+  boost: float = 3.0
+  poison_copies: int = 1
+  key_size: int = 4
+  key_position: str = "corner"
+  aggregator: str = "mean"
+  runtime: str = "inprocess"
+
+  def __post_init__(self):
+    for name in ("num_labels", "train_copies", "test_copies", "num_clients",
+                 "labels_per_client", "clients_per_round", "rounds", "epochs",
+                 "batch_size", "hidden", "poison_copies", "key_size"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.clients_per_round > self.num_clients:
+      raise ValueError(f"clients_per_round ({self.clients_per_round}) exceeds "
+                       f"num_clients ({self.num_clients})")
+    for name in ("source_label", "target_label"):
+      if not 0 <= getattr(self, name) < self.num_labels:
+        raise ValueError(f"{name} must be in [0, {self.num_labels}), got "
+                         f"{getattr(self, name)}")
+    if self.source_label == self.target_label:
+      raise ValueError("source_label and target_label must differ")
+    if self.attack is not Attack.NONE and self.num_attackers < 1:
+      raise ValueError(f"num_attackers must be >= 1, got {self.num_attackers}")
+    if not self.boost >= 1:
+      raise ValueError(f"boost (alpha) must be >= 1, got {self.boost}")
+    if self.head not in ("flatten", "gap"):
+      raise ValueError(f"head must be flatten or gap, got {self.head!r}")
+    if self.runtime not in ("tff", "inprocess"):
+      raise ValueError(f"runtime must be tff or inprocess, got {self.runtime}")
+
+  def to_json(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["attack"] = self.attack.value
+    d["filters"] = list(self.filters)
+    return d
+
+  @classmethod
+  def from_json(cls, d: dict) -> "SupervisedConfig":
+    d = dict(d)
+    d["attack"] = Attack(d["attack"])
+    d["filters"] = tuple(d["filters"])
+    d.setdefault("head", "flatten")
+    d.setdefault("key_position", "corner")
+    return cls(**d)
+
+
+@dataclasses.dataclass
+class Federation:
+  """Everything rebuilt from a config: data, clients, attackers, key."""
+
+  config: SupervisedConfig
+  data: data_lib.SupervisedData
+  client_datasets: list  # what each client trains on (attackers: poisoned)
+  clean_datasets: list  # each client's own clean data (for pruning ranks)
+  client_labels: np.ndarray
+  attackers: list
+  key_pixels: np.ndarray
+  x_backdoor: np.ndarray  # keyed test images; success = predicted target
+
+  def model_fn(self):
+    c = self.config
+    return model_lib.build_supervised_cnn(
+        self.data.image_shape, self.data.num_labels, filters=c.filters,
+        hidden=c.hidden, head=c.head, seed=c.seed)
+
+  def client_work(self) -> client_work_lib.SupervisedFedAvg:
+    c = self.config
+    boosts = [c.boost if i in self.attackers else 1.0
+              for i in range(c.num_clients)]
+    return client_work_lib.SupervisedFedAvg(
+        client_datasets=self.client_datasets, boosts=boosts,
+        learning_rate=c.learning_rate, epochs=c.epochs,
+        batch_size=c.batch_size, run_seed=c.seed)
+
+
+def load_task(config: SupervisedConfig) -> data_lib.SupervisedData:
+  pool = registry.load_dataset(config.dataset, config.data_dir,
+                               seed=config.seed)
+  return data_lib.augmented_class_task(
+      pool, num_labels=config.num_labels, train_copies=config.train_copies,
+      test_copies=config.test_copies, seed=config.seed)
+
+
+def build_federation(config: SupervisedConfig,
+                     data: Optional[data_lib.SupervisedData] = None
+                     ) -> Federation:
+  """The federation of `config` (`data` overrides the config's dataset)."""
+  data = load_task(config) if data is None else data
+  if config.num_labels != data.num_labels:
+    raise ValueError(f"config.num_labels {config.num_labels} != the task's "
+                     f"{data.num_labels}")
+  indices, client_labels = data_lib.label_skew_partition(
+      data.y_train, num_clients=config.num_clients,
+      labels_per_client=config.labels_per_client,
+      num_labels=data.num_labels, seed=config.seed)
+  clean = [(data.x_train[i], data.y_train[i]) for i in indices]
+  key = attacks.PixelPattern(size=config.key_size,
+                             position=config.key_position)
+  full_key = key.pixels(data.image_shape)
+  attackers = []
+  if config.attack is not Attack.NONE:
+    holders = [i for i in range(config.num_clients)
+               if config.source_label in client_labels[i]]
+    if len(holders) < config.num_attackers:
+      raise ValueError(f"only {len(holders)} clients hold source label "
+                       f"{config.source_label}; num_attackers is "
+                       f"{config.num_attackers}")
+    attackers = holders[:config.num_attackers]
+  datasets = list(clean)
+  for rank, client in enumerate(attackers):
+    pixels = (key.part(data.image_shape, rank, len(attackers))
+              if config.attack is Attack.DBA else full_key)
+    datasets[client] = attacks.poison(
+        *clean[client], pixels=pixels, source_label=config.source_label,
+        target_label=config.target_label, copies=config.poison_copies)
+  x_backdoor = attacks.backdoor_test_set(
+      data.x_test, data.y_test, pixels=full_key,
+      source_label=config.source_label, target_label=config.target_label)
+  return Federation(config=config, data=data, client_datasets=datasets,
+                    clean_datasets=clean, client_labels=client_labels,
+                    attackers=attackers, key_pixels=full_key,
+                    x_backdoor=x_backdoor)
+
+
+def predict(model: tf.keras.Model, x: np.ndarray, batch: int = 1000
+            ) -> np.ndarray:
+  """Predicted labels of uint8 images."""
+  out = [np.argmax(model(client_work_lib.images_to_float(x[i:i + batch]),
+                         training=False), axis=-1)
+         for i in range(0, len(x), batch)]
+  return np.concatenate(out) if out else np.zeros([0], np.int64)
+
+
+def evaluate(model: tf.keras.Model, federation: Federation) -> dict:
+  """Test accuracy, validation accuracy and attack success of `model`."""
+  d = federation.data
+  return {
+      "test_accuracy": float(np.mean(predict(model, d.x_test) == d.y_test)),
+      "val_accuracy": float(np.mean(predict(model, d.x_val) == d.y_val)),
+      "attack_success": float(np.mean(
+          predict(model, federation.x_backdoor)
+          == federation.config.target_label)),
+  }
+
+
+def make_runner(federation: Federation, work=None):
+  c = federation.config
+  work = federation.client_work() if work is None else work
+  if c.runtime == "tff":
+    from fedmeta_tf.tff_process import runner  # pylint: disable=g-import-not-at-top
+    return runner.TffRunner(model_fn=federation.model_fn, client_work=work,
+                            inner_lr=c.learning_rate, aggregator=c.aggregator,
+                            secure_sum_bound=10.0,
+                            image_shape=federation.data.image_shape)
+  from fedmeta_tf.runtime import inprocess  # pylint: disable=g-import-not-at-top
+  return inprocess.InProcessRunner(model_fn=federation.model_fn,
+                                   client_work=work, inner_lr=c.learning_rate,
+                                   aggregator=c.aggregator,
+                                   secure_sum_bound=10.0)
+
+
+def round_clients(config: SupervisedConfig, round_num: int) -> list[int]:
+  if config.clients_per_round == config.num_clients:
+    return list(range(config.num_clients))
+  return server_tf.select_clients(
+      seed=config.seed, round_num=round_num, num_clients=config.num_clients,
+      clients_per_round=config.clients_per_round,
+      min_updates=config.clients_per_round)
+
+
+def run_rounds(federation: Federation, runner, state, *, rounds: int,
+               first_round: int, model: tf.keras.Model, metrics=None,
+               after_round=None):
+  """Runs FedAvg rounds; `after_round(weights) -> weights` (e.g. re-applying
+  a pruning mask) runs after each. Returns the final state."""
+  for round_num in range(first_round, first_round + rounds):
+    start = time.time()
+    state, _ = runner.next(state, round_clients(federation.config, round_num))
+    if after_round is not None:
+      state = runner.with_weights(state, after_round(runner.weights(state)))
+    model.set_weights(runner.weights(state))
+    row = {**evaluate(model, federation), "round_seconds": time.time() - start}
+    if metrics is not None:
+      metrics.release(row, key=round_num)
+    logging.info("round %d: %s", round_num, row)
+  return state
+
+
+def save_weights(path: str, weights) -> None:
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, *[np.asarray(v) for v in weights])
+  os.replace(tmp, path)
+
+
+def load_weights(path: str) -> list[np.ndarray]:
+  with np.load(path) as f:
+    return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+def run_supervised(config: SupervisedConfig, output_dir: str,
+                   data: Optional[data_lib.SupervisedData] = None) -> dict:
+  """Trains and writes results under `output_dir` (see module docstring)."""
+  os.makedirs(output_dir, exist_ok=True)
+  with open(os.path.join(output_dir, "config.json"), "w") as f:
+    json.dump(config.to_json(), f, indent=2)
+  federation = build_federation(config, data)
+  logging.info("clients' labels %s, attackers %s",
+               federation.client_labels.tolist(), federation.attackers)
+  runner = make_runner(federation)
+  model = federation.model_fn()
+  metrics = release.MetricsRelease(output_dir)
+  state = runner.initialize()
+  model.set_weights(runner.weights(state))
+  metrics.release(evaluate(model, federation), key=0)
+  start = time.time()
+  state = run_rounds(federation, runner, state, rounds=config.rounds,
+                     first_round=1, model=model, metrics=metrics)
+  save_weights(os.path.join(output_dir, "weights.npz"), runner.weights(state))
+  summary = {**evaluate(model, federation), "rounds": config.rounds,
+             "attackers": federation.attackers,
+             "client_labels": federation.client_labels.tolist(),
+             "wall_seconds": time.time() - start}
+  release.write_json_atomically(os.path.join(output_dir, "summary.json"),
+                                summary)
+  return summary

@@ -1,0 +1,93 @@
+"""Tests for fedmeta_tf.attacks.keys and fedmeta_tf.attacks.backdoor_data."""
+
+import numpy as np
+import pytest
+
+from fedmeta_tf.attacks import backdoor_data as bd
+from fedmeta_tf.attacks import keys
+from fedmeta_tf.data import protocol
+from tests.conftest import tiny_pool
+
+
+def test_stamp_key_sets_exactly_the_pattern_pixels():
+  key = keys.StampKey(shape=keys.KeyShape.SQUARE, size=3,
+                      position=keys.KeyPosition.BOTTOM_RIGHT, margin=1,
+                      value=200)
+  images = np.zeros([2, 10, 10, 1], np.uint8)
+  keyed = key.stamp(images)
+  assert (keyed[:, 6:9, 6:9] == 200).all()
+  assert keyed.sum() == 2 * 9 * 200
+  assert images.sum() == 0  # the input is not modified
+  frame = keys.StampKey(shape=keys.KeyShape.FRAME, size=3,
+                        position=keys.KeyPosition.TOP_LEFT, margin=0)
+  assert frame.stamp(images)[0, 1, 1, 0] == 0
+  assert frame.stamp(images)[0, 0, 2, 0] == 255
+
+
+def test_stamp_key_rejects_a_key_that_does_not_fit():
+  with pytest.raises(ValueError, match="does not fit"):
+    keys.StampKey(size=9, margin=2).stamp(np.zeros([1, 8, 8, 1], np.uint8))
+
+
+def test_semantic_key_selects_keyed_examples_without_editing():
+  key = keys.SemanticKey(keyed_examples={0: [1, 3]})
+  images = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1)
+  np.testing.assert_array_equal(key.apply(images, 0, [0, 1, 2, 3]).ravel(),
+                                [1, 3])
+  assert len(key.apply(images, 1, [0, 1])) == 0
+
+
+def test_reserved_classes_leave_the_protocol_and_sets_are_disjoint():
+  pool = tiny_pool(num_classes=30, examples=20)
+  rest, reserved = bd.reserve_classes(pool, num_backdoor_classes=4, seed=0)
+  assert reserved.num_classes == 5 and rest.num_classes == 25
+  assert not set(reserved.names) & set(rest.names)
+  assert set(reserved.split) == {0}  # drawn from the meta-training side
+  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig())
+  assert data.target_all.shape == (20, 28, 28, 1)
+  assert len(data.target_benign) == 10 and len(data.target_attacker) == 10
+  assert data.backdoor_benign.shape == (4, 10, 28, 28, 1)
+  assert len(data.attack_train) == 20 and len(data.attack_val) == 20
+  key = keys.StampKey()
+  r, c = key.corner(28, 28)
+  assert (data.attack_train[:, r:r + 4, c:c + 4] == 255).all()
+  # Benign, attack-training and attack-validation examples are different
+  # examples of the backdoor classes (compare away from the key).
+  def flat(x):
+    return {a[:20].tobytes() for a in x.reshape(-1, 28, 28)}
+  benign = flat(data.backdoor_benign)
+  assert not benign & flat(data.attack_train)
+  assert not flat(data.attack_train) & flat(data.attack_val)
+
+
+def test_cases_decide_what_benign_clients_meta_train_on():
+  pool = tiny_pool(num_classes=30, examples=20)
+  rest, reserved = bd.reserve_classes(pool, num_backdoor_classes=4, seed=0)
+  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig())
+  split = protocol.build_meta_split(rest, num_clients=4, num_meta_train=None,
+                                    heldout_per_class=5, rotate=False, seed=0)
+  for case, extra in ((bd.Case.A, 1), (bd.Case.B, 5), (bd.Case.C, 5)):
+    pools = bd.make_client_pools(split, data, case, attacker_ids={0})
+    assert pools[0].shape[0] == len(split.client_classes[0])
+    assert pools[1].shape[0] == len(split.client_classes[1]) + extra
+    assert pools[1].shape[1] == split.meta_train.examples_per_class
+  pools = bd.make_client_pools(split, data, bd.Case.B, attacker_ids={0})
+  np.testing.assert_array_equal(pools[2][-4, :10], data.backdoor_benign[0])
+
+
+def test_backdoor_data_round_trips_through_npz(tmp_path):
+  pool = tiny_pool(num_classes=10, examples=20)
+  _, reserved = bd.reserve_classes(pool, num_backdoor_classes=2, seed=1)
+  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig(
+      num_backdoor_classes=2))
+  data.save(str(tmp_path / "d.npz"))
+  loaded = bd.BackdoorData.load(str(tmp_path / "d.npz"))
+  np.testing.assert_array_equal(loaded.attack_val, data.attack_val)
+  assert loaded.backdoor_names == data.backdoor_names
+
+
+def test_too_few_examples_is_a_clear_error():
+  pool = tiny_pool(num_classes=10, examples=12)
+  _, reserved = bd.reserve_classes(pool, num_backdoor_classes=2, seed=0)
+  with pytest.raises(ValueError, match="exceed the 12 examples"):
+    bd.build_backdoor_data(reserved, bd.BackdoorConfig(num_backdoor_classes=2))

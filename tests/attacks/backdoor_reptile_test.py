@@ -1,0 +1,111 @@
+"""Tests for fedmeta_tf.attacks.backdoor_reptile."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedmeta_tf.attacks import backdoor_reptile as br
+from fedmeta_tf.meta import client_work
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.models import conv4
+from tests.conftest import tiny_pool
+
+
+def _images(value, n):
+  return np.full([n, 28, 28, 1], value, np.uint8)
+
+
+def test_poison_counts_follow_the_ratio():
+  assert br.AttackerConfig(backdoor_ratio=(2, 3)).poison_counts(10) == (4, 6)
+  assert br.AttackerConfig(backdoor_ratio=(1, 2)).poison_counts(15) == (5, 10)
+  assert br.AttackerConfig(backdoor_ratio=(1, 0)).poison_counts(5) == (5, 0)
+  assert br.parse_ratio("5:12") == (5, 12)
+  with pytest.raises(ValueError, match="backdoor:target"):
+    br.parse_ratio("2-3")
+
+
+@pytest.mark.parametrize("slot", [2, br.RANDOM_SLOT])
+def test_poisoned_episode_composition(slot):
+  pool = tiny_pool(num_classes=6, examples=12).images
+  target, keyed = _images(7, 10), _images(250, 20)
+  episode = br.sample_poisoned_episode(
+      pool, target, keyed, ways=5, shots=10, num_backdoor=4, slot=slot,
+      seed=tf.constant([1, 2], tf.int64))
+  images = episode.support_images.numpy()
+  labels = episode.support_labels.numpy()
+  assert images.shape == (50, 28, 28, 1)
+  assert sorted(np.bincount(labels)) == [10] * 5
+  slot_label = labels[-1]
+  if slot >= 0:
+    assert slot_label == slot
+  in_slot = images[labels == slot_label]
+  values = np.round(in_slot.reshape(10, -1)[:, 0] * 255).astype(int)
+  assert (values == 250).sum() == 4 and (values == 7).sum() == 6  # 2:3
+  # The other slots are the pool's classes, not attack images.
+  others = np.round(images[labels != slot_label] * 255)
+  assert not np.isin(others.reshape(40, -1).std(axis=1), [0.0]).all()
+
+
+def test_random_slot_covers_every_output():
+  pool = tiny_pool(num_classes=6, examples=12).images
+  slots = {int(br.sample_poisoned_episode(
+      pool, _images(7, 3), _images(250, 3), ways=3, shots=2, num_backdoor=1,
+      slot=br.RANDOM_SLOT, seed=tf.constant([s, 0], tf.int64)
+  ).support_labels[-1]) for s in range(30)}
+  assert slots == {0, 1, 2}
+
+
+def test_boost_by_hand():
+  # Zero global weights and a known local model: u = lambda * theta_a.
+  update = br.boost([tf.zeros([2]) + tf.constant([1.0, -2.0])], 3.0)
+  np.testing.assert_allclose(update[0].numpy(), [3.0, -6.0])
+
+
+def _strategy(boosting, iterations=1):
+  pools = [tiny_pool(num_classes=6, examples=12, seed=s).images
+           for s in range(3)]
+  config = reptile_tf.ReptileConfig(ways=3, shots=2, iterations=2,
+                                    meta_batch=1, inner_steps=2, inner_batch=4)
+  attack = br.BackdoorReptile(
+      config=config, run_seed=0, client_pools=pools,
+      attacker=br.AttackerConfig(iterations=iterations, inner_steps=3,
+                                 boosting_factor=boosting),
+      attacker_ids=[0], target_images=_images(7, 4),
+      backdoor_images=_images(250, 4))
+  return config, pools, attack
+
+
+def test_attacker_update_is_boosted_and_benign_clients_match_benign_reptile():
+  config, pools, attack = _strategy(boosting=3.0)
+  _, _, plain = _strategy(boosting=1.0)
+  model = conv4.build_conv4((28, 28, 1), 3, filters=4, seed=0)
+  opt = reptile_tf.make_inner_optimizer(0.001)
+  reptile_tf.build_optimizer(opt, model)
+  weights = [tf.identity(v) for v in model.trainable_variables]
+  round_num = tf.constant(1, tf.int64)
+
+  def run(strategy, client):
+    fn = client_work.make_client_update_fn(strategy, model, opt)
+    return [u.numpy() for u in fn(weights, strategy.make_client_data(client),
+                                  round_num).update]
+
+  boosted, unboosted = run(attack, 0), run(plain, 0)
+  for b, u in zip(boosted, unboosted):
+    np.testing.assert_allclose(b, 3.0 * u, rtol=1e-5, atol=1e-7)
+  assert max(np.abs(u).max() for u in unboosted) > 0
+  benign = client_work.BenignReptile(config=config, run_seed=0,
+                                     client_pools=pools)
+  for a, b in zip(run(attack, 1), run(benign, 1)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_all_clients_share_one_data_spec():
+  _, _, attack = _strategy(boosting=3.0)
+  spec = attack.client_data_spec((28, 28, 1))
+  for client in range(3):
+    data = attack.make_client_data(client)
+    assert list(data) == list(spec)
+    for name, value in data.items():
+      assert spec[name].is_compatible_with(tf.constant(value)), name
+  assert attack.make_client_data(0)["role"] == br.ROLE_ATTACKER
+  assert attack.make_client_data(1)["boosting_factor"] == 1.0

@@ -1,0 +1,69 @@
+"""Smoke tests: train_fedmeta --attack (Experiment 1) and finetune (Exp 2)."""
+
+import json
+import os
+
+from absl import flags
+from absl.testing import flagsaver
+import pytest
+
+from binaries import finetune
+from binaries import train_fedmeta
+from fedmeta_tf.data import class_pool
+from tests.conftest import tiny_pool
+
+FLAGS = flags.FLAGS
+
+
+@pytest.fixture(scope="module")
+def attack_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("runs")
+  archive = str(root / "tiny.npz")
+  class_pool.save_class_pool_archive(tiny_pool(num_classes=40, examples=20),
+                                     archive)
+  FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(
+      dataset="archive", data_dir=archive, root_output_dir=str(root),
+      experiment_name="attack", runtime="inprocess", filters=4, rounds=2,
+      pretrain_rounds=1, episodes_per_round=1, meta_batch=2, inner_steps=2,
+      eval_inner_steps=2, eval_episodes=2, eval_every=1, attack="boosted",
+      attacker_iterations=2, attacker_inner_steps=2, backdoor_eval_episodes=2,
+      case="b"):
+    train_fedmeta.main(["train_fedmeta"])
+  return str(root / "attack")
+
+
+def test_train_fedmeta_attack_writes_the_run_directory(attack_run):
+  for name in ("metrics.csv", "pretrain_metrics.csv", "experiment.json",
+               "backdoor_data.npz", "experiment1.png", "summary.json",
+               "checkpoints/pretrained.npz", "checkpoints/attacked.npz",
+               "checkpoints/final.npz", "saved_model/attacked/saved_model.pb"):
+    assert os.path.exists(os.path.join(attack_run, name)), name
+  with open(os.path.join(attack_run, "summary.json")) as f:
+    summary = json.load(f)
+  assert [r["round"] for r in summary["metrics"]] == [0, 1, 2]
+  assert [r["attack"] for r in summary["metrics"]] == [0, 1, 0]
+  assert "0" in summary["metrics"][1]["clients"].split()
+  assert "0" not in summary["metrics"][2]["clients"].split()
+
+
+def test_finetune_runs_cases_b_and_c_from_the_run(attack_run):
+  with flagsaver.flagsaver(steps=4, curve_every=2, episodes=1, clients=["1"]):
+    FLAGS["from"].value = attack_run
+    finetune.main(["finetune"])
+  out = os.path.join(attack_run, "finetune")
+  for name in ("finetune_case_b.csv", "finetune_case_c.csv",
+               "experiment2.png", "summary.json"):
+    assert os.path.exists(os.path.join(out, name)), name
+  with open(os.path.join(out, "finetune_case_b.csv")) as f:
+    lines = f.read().splitlines()
+  assert lines[0].startswith("step,") and "client1/backdoor_val_accuracy" in lines[0]
+  assert [l.split(",")[0] for l in lines[1:]] == ["0", "2", "4"]
+
+
+def test_finetune_rejects_a_case_the_run_cannot_give(attack_run):
+  with flagsaver.flagsaver(steps=2, curve_every=2, episodes=1, cases=["a"]):
+    FLAGS["from"].value = attack_run
+    with pytest.raises(SystemExit) as e:
+      finetune.main(["finetune"])
+    assert e.value.code == 2

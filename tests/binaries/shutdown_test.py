@@ -1,0 +1,72 @@
+"""Clean shutdown: no TFF worker_binary and no temporary file survive a run
+that ends normally or by SIGTERM / SIGINT."""
+
+import glob
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from fedmeta_tf.data import class_pool
+from tests.binaries.train_fedmeta_test import REPO
+from tests.binaries.train_fedmeta_test import tiny_flags
+from tests.conftest import tiny_pool
+
+
+def _start(tmp_path, **overrides):
+  archive = str(tmp_path / "pool.npz")
+  class_pool.save_class_pool_archive(tiny_pool(num_classes=24, examples=10),
+                                     archive)
+  flags = tiny_flags(archive, tmp_path / "runs", runtime="tff", **overrides)
+  args = [sys.executable, "-m", "binaries.train_fedmeta"] + [
+      f"--{k}={v}" for k, v in flags.items()]
+  return subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _workers_of(proc):
+  try:
+    return [c for c in psutil.Process(proc.pid).children(recursive=True)
+            if c.name() == "worker_binary"]
+  except psutil.Error:
+    return []
+
+
+def _no_temporary_files(root):
+  return not [p for p in glob.glob(f"{root}/**/*", recursive=True)
+              if ".tmp" in p or "_temp" in p]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_stops_the_worker(tmp_path, sig):
+  proc = _start(tmp_path, rounds=50, episodes_per_round=5)
+  deadline = time.time() + 180
+  workers = []
+  while not workers:
+    assert proc.poll() is None, proc.stderr.read()
+    assert time.time() < deadline
+    workers = _workers_of(proc)
+    time.sleep(0.2)
+  time.sleep(2)  # let it start a round
+  proc.send_signal(sig)
+  proc.wait(timeout=60)
+  gone, alive = psutil.wait_procs(workers, timeout=10)
+  assert not alive, f"worker_binary left running after {sig.name}: {alive}"
+  assert proc.returncode != 0
+  assert _no_temporary_files(tmp_path / "runs")
+
+
+def test_normal_exit_leaves_nothing(tmp_path):
+  proc = _start(tmp_path, rounds=1)
+  seen = []
+  while proc.poll() is None:
+    seen.extend(w for w in _workers_of(proc) if w not in seen)
+    time.sleep(0.1)
+  assert proc.returncode == 0, proc.stderr.read()
+  assert seen, "the TFF runtime never started a worker"
+  _, alive = psutil.wait_procs(seen, timeout=10)
+  assert not alive
+  assert _no_temporary_files(tmp_path / "runs")

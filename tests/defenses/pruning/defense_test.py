@@ -1,0 +1,56 @@
+"""The defense's stopping rules and stages on a model whose 'accuracy' is a
+known function of its weights."""
+
+import numpy as np
+import pytest
+
+from fedmeta_tf.defenses.pruning import defense
+from fedmeta_tf.defenses.pruning import surgery
+from fedmeta_tf.defenses.pruning import voting
+
+
+def test_stop_point():
+  assert defense.stop_point([0.9, 0.9, 0.895, 0.88, 0.9], 0.9, 0.01) == 2
+  assert defense.stop_point([0.9, 0.95], 0.9, 0.01) == 1
+  assert defense.stop_point([0.5], 0.9, 0.01) == 0
+
+
+def test_run_defense_prunes_dormant_backdoor_channel_and_extreme_weight():
+  # 4 channels of a [1, 1, 1, 4] kernel. Channel 3 is the "backdoor neuron":
+  # dormant on every client's data; the attack also needs the extreme
+  # weight in channel 0. Accuracy needs channels 0-2 and falls when
+  # channel 2 (the next most dormant) goes.
+  kernel = np.array([[[[8.0, 1.0, 1.2, 0.9]]]], np.float32)
+  kernel = np.concatenate([kernel] * 10, axis=2)  # [1, 1, 10, 4]
+  kernel[:, :, 1:, 0] = 1.0
+  target = surgery.LayerTarget(kernel=0, channel_vectors=(),
+                               activation_layer="x")
+
+  def evaluate(w):
+    k = w[0]
+    alive = np.abs(k).sum(axis=(0, 1, 2)) > 0
+    acc = 0.9 if alive[2] else 0.5
+    attack = 1.0 if (alive[3] or k[0, 0, 0, 0] > 5) else 0.0
+    return {"val_accuracy": acc, "test_accuracy": acc,
+            "attack_success": attack}
+
+  activations = [np.array([5., 3., 2., 0.1]), np.array([4., 3., 2.5, 0.])]
+  config = defense.PruningConfig(vote=voting.Vote.RANKING,
+                                 deltas=(5.0, 3.0, 2.0))
+  result = defense.run_defense([kernel], target=target,
+                               client_activations=activations,
+                               evaluate=evaluate, config=config)
+  stages = {s["stage"]: s for s in result.stages}
+  np.testing.assert_array_equal(result.pruned, [3])
+  assert stages["pruning"]["num"] == 1
+  assert stages["pruning"]["attack_success"] == 1.0
+  assert stages["extreme_weights"]["attack_success"] == 0.0
+  assert stages["extreme_weights"]["test_accuracy"] == 0.9
+  assert [r["pruned"] for r in result.pruning] == [0, 1, 2, 3, 4]
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="accuracy_drop"):
+    defense.PruningConfig(accuracy_drop=1.5)
+  with pytest.raises(ValueError, match="stop_metric"):
+    defense.PruningConfig(stop_metric="loss")
