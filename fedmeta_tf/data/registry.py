@@ -60,8 +60,6 @@ PROTOCOLS = {
                                   rotate=False),
 }
 
-OMNIGLOT_ARCHIVE = "omniglot_28.npz"
-
 
 def parse_dataset_name(name: str) -> DatasetName:
   try:
@@ -69,23 +67,6 @@ def parse_dataset_name(name: str) -> DatasetName:
   except ValueError:
     valid = ", ".join(d.value for d in DatasetName)
     raise ValueError(f"unknown dataset {name!r}; valid: {valid}") from None
-
-
-def _find_archive(data_dir: Optional[str], file_name: str, what: str) -> str:
-  if not data_dir:
-    raise DataError(f"{what} needs --data_dir: a directory holding {file_name} "
-                    "or the path of a class-pool archive (see BUILD.md, "
-                    "'Datasets')")
-  if os.path.isfile(data_dir):
-    return data_dir
-  path = os.path.join(data_dir, file_name)
-  if not os.path.isdir(data_dir):
-    raise DataError(f"{what}: --data_dir {data_dir!r} does not exist "
-                    "(see BUILD.md, 'Datasets', for how to get the data)")
-  if not os.path.isfile(path):
-    raise DataError(f"{what}: no {file_name} in --data_dir {data_dir!r} "
-                    "(see BUILD.md, 'Datasets', for how to get the data)")
-  return path
 
 
 def check_data_available(name: DatasetName | str,

@@ -12,16 +12,34 @@ the final model and metrics equal those of an uninterrupted run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
+import logging
 import os
 import shutil
 from typing import Any, Optional
 
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
 PREFIX = "round_"
+
+
+@contextlib.contextmanager
+def _quiet():
+  """Silences the per-save INFO lines of SavedModel and the state manager."""
+  absl_level = absl_logging.get_verbosity()
+  tf_logger = tf.get_logger()
+  tf_level = tf_logger.level
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  tf_logger.setLevel(logging.WARNING)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(absl_level)
+    tf_logger.setLevel(tf_level)
 
 
 def _to_numpy(structure):
@@ -43,14 +61,16 @@ class RoundCheckpointer:
 
   def save(self, round_num: int, state: Any, extra: dict) -> None:
     value = {"state": _to_numpy(state), "extra": _to_numpy(extra)}
-    asyncio.run(self._manager.save(value, int(round_num)))
+    with _quiet():
+      asyncio.run(self._manager.save(value, int(round_num)))
 
   def load_latest(self, state_template: Any,
                   extra_template: dict) -> tuple[Optional[Any], Optional[dict], int]:
     """(state, extra, round) of the latest checkpoint, or (None, None, 0)."""
     template = {"state": _to_numpy(state_template),
                 "extra": _to_numpy(extra_template)}
-    value, version = asyncio.run(self._manager.load_latest(template))
+    with _quiet():
+      value, version = asyncio.run(self._manager.load_latest(template))
     if value is None:
       return None, None, 0
     return value["state"], value["extra"], int(version)
