@@ -15,6 +15,15 @@ from fedmeta_tf.data.class_pool import DataError
 EXIT_USAGE = 2
 
 
+def define_from_flag(help_text: str):
+  """`--from=<run dir>`, shared by the binaries that start from a run.
+
+  Defined with `allow_override` so that several of these binaries can be
+  imported into one process (the test suite) without a DuplicateFlagError.
+  """
+  return flags.DEFINE_string("from", None, help_text, allow_override=True)
+
+
 def parse_flags(argv):
   """absl flags parser for `app.run(main, flags_parser=parse_flags)`.
 

@@ -25,7 +25,7 @@ from binaries import common
 from fedmeta_tf.defenses.local import experiment
 from fedmeta_tf.experiments import backdoor_attack
 
-_FROM = flags.DEFINE_string("from", None, "Experiment 1 run directory.")
+_FROM = common.define_from_flag("Experiment 1 run directory.")
 _DEFENSE = flags.DEFINE_enum(
     "defense", "matching", [d.value for d in experiment.Defense],
     "matching: Algorithm 2; protonet: the appendix's head; supervised: the "
@@ -101,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

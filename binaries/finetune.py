@@ -17,7 +17,7 @@ from absl import logging
 from binaries import common
 from fedmeta_tf.experiments import finetune
 
-_FROM = flags.DEFINE_string("from", None, "Experiment 1 run directory.")
+_FROM = common.define_from_flag("Experiment 1 run directory.")
 _STEPS = flags.DEFINE_integer("steps", 500, "Fine-tuning iterations.")
 _CURVE_EVERY = flags.DEFINE_integer(
     "curve_every", 10, "Record metrics every this many iterations.")
@@ -57,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

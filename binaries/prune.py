@@ -30,7 +30,7 @@ from fedmeta_tf.defenses.pruning import voting
 from fedmeta_tf.reporting import release
 from fedmeta_tf.supervised import training
 
-_FROM = flags.DEFINE_string("from", None, "Run directory to defend.")
+_FROM = common.define_from_flag("Run directory to defend.")
 _OUTPUT_SUBDIR = flags.DEFINE_string("output_subdir", "pruning",
                                      "Results go to <run>/<this>.")
 _VOTE = flags.DEFINE_enum_class("vote", voting.Vote.RANKING, voting.Vote,
@@ -116,4 +116,4 @@ def _write(result, output_dir, title):
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("from")
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

@@ -13,7 +13,7 @@ from absl import flags
 from binaries import common
 from fedmeta_tf.reporting import reproduction_report
 
-_FROM = flags.DEFINE_list("from", None, "Run directories, comma-separated.")
+_FROM = common.define_from_flag("Run directories, comma-separated.")
 _OUTPUT = flags.DEFINE_string(
     "output", None, "The Markdown file (default: report.md next to the first "
     "run directory).")
@@ -23,7 +23,7 @@ _OUTPUT = flags.DEFINE_string(
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
-  run_dirs = _FROM.value or []
+  run_dirs = [d for d in (_FROM.value or "").split(",") if d]
   if not run_dirs:
     raise ValueError("--from needs at least one run directory")
   output = _OUTPUT.value or reproduction_report.default_output(run_dirs)
@@ -32,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)
