@@ -33,7 +33,8 @@ _DEFENSE = flags.DEFINE_enum(
 _DELTAS = flags.DEFINE_list(
     "deltas", ["0.3"], "Weights of the global model in the Glorot mix "
     "(3(a): 0.3; sweep: 0.2,0.3,0.4,0.6).")
-_STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning iterations.")
+_STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning iterations.",
+    allow_override=True)
 _HEAD_ONLY_STEPS = flags.DEFINE_integer(
     "head_only_steps", 5, "First iterations that train alpha, beta alone.")
 _BATCH = flags.DEFINE_integer(
@@ -41,16 +42,23 @@ _BATCH = flags.DEFINE_integer(
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", None, "eta (default: the run's fine-tuning rate).")
 _CURVE_EVERY = flags.DEFINE_integer(
-    "curve_every", 5, "Record metrics every this many iterations.")
+    "curve_every", 5, "Record metrics every this many iterations.",
+    allow_override=True)
 _EPISODES = flags.DEFINE_integer("episodes", 40,
-                                 "Episodes per client (papers: 40 or 50).")
+                                 "Episodes per client (papers: 40 or 50).",
+    allow_override=True)
+# Flags shared with binaries.finetune (same meaning, other defaults) allow
+# override, so both binaries can be imported into one test process.
 _CASES = flags.DEFINE_list(
     "cases", None, "Cases (as binaries.finetune); default: the run's case, "
-    "plus (c) for a (b) run.")
+    "plus (c) for a (b) run.",
+    allow_override=True)
 _CLIENTS = flags.DEFINE_list("clients", None,
-                             "Benign clients to run (default: all).")
+                             "Benign clients to run (default: all).",
+    allow_override=True)
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "attacked", "pretrained | attacked | final.")
+    "checkpoint", "attacked", "pretrained | attacked | final.",
+    allow_override=True)
 _LOCAL_META_ITERATIONS = flags.DEFINE_integer(
     "local_meta_iterations", 0,
     "Experiment 3(d): E local Reptile iterations after the mix (100, 1000).")

@@ -79,6 +79,8 @@ def main(argv):
   if not _FROM.value:
     raise ValueError("--from=<run directory> is required")
   config = config_from_flags()
+  if not os.path.isdir(_FROM.value):
+    raise ValueError(f"run directory {_FROM.value!r} does not exist")
   output_dir = os.path.join(_FROM.value, _OUTPUT_SUBDIR.value)
   common.write_flags(output_dir, [__name__, "__main__"])
   if os.path.isfile(os.path.join(_FROM.value, meta.EXPERIMENT_JSON)):
