@@ -146,3 +146,18 @@ def test_misspelled_flag_in_a_flagfile(previous_run, tmp_path):
   assert len(lines) == 1 and "raunds" in lines[0], result.stderr
   assert "Traceback" not in result.stderr
   assert _snapshot(root) == before
+
+
+def test_delta_outside_zero_one(previous_run, capsys):
+  from binaries import defend  # pylint: disable=g-import-not-at-top
+  root, _ = previous_run
+  before = _snapshot(root)
+  capsys.readouterr()
+  with flagsaver.flagsaver(**{"from": str(root / "tiny"), "deltas": ["1.5"]}):
+    with pytest.raises(SystemExit) as exit_info:
+      defend.main(["defend"])
+  err = capsys.readouterr().err.strip()
+  assert exit_info.value.code == 2
+  assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+  assert "delta must be in [0, 1], got 1.5" in err
+  assert _snapshot(root) == before
