@@ -35,7 +35,12 @@ def export_saved_model(model: tf.keras.Model, path: str) -> str:
   Written to a temporary directory first and renamed, so a reader never sees
   a half-written model.
   """
-  module = _ServingModule(model)
+  return save_module_atomically(_ServingModule(model), path)
+
+
+def save_module_atomically(module: tf.Module, path: str) -> str:
+  """Saves `module` (with a `serve` tf.function) as a SavedModel at `path`,
+  through a temporary directory and a rename; replaces what was there."""
   tmp = path.rstrip("/") + ".tmp"
   if tf.io.gfile.exists(tmp):
     tf.io.gfile.rmtree(tmp)

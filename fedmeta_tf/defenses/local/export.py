@@ -13,10 +13,10 @@ without this package.
 
 from __future__ import annotations
 
-import os
 
 import tensorflow as tf
 
+from fedmeta_tf.models import export as model_export
 from fedmeta_tf.models import matching
 
 
@@ -60,11 +60,4 @@ def export_defended_model(classifier: matching.FewShotClassifier, *,
       classifier, classifier.embed(support_images),
       tf.one_hot(support_labels, num_classes),
       image_shape=support_images.shape[1:])
-  tmp = path.rstrip("/") + ".tmp"
-  if tf.io.gfile.exists(tmp):
-    tf.io.gfile.rmtree(tmp)
-  tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
-  if tf.io.gfile.exists(path):
-    tf.io.gfile.rmtree(path)
-  os.replace(tmp, path)
-  return path
+  return model_export.save_module_atomically(module, path)
