@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 from absl import logging
 
@@ -72,19 +72,39 @@ def cases_for(run_case: bd.Case, requested) -> list[bd.Case]:
   return cases
 
 
-def run_finetune(run_dir: str, config: FinetuneConfig) -> dict:
-  """Runs Experiment 2 from an Experiment 1 run directory."""
+class RunSetup(NamedTuple):
+  """What an experiment that starts from an Experiment 1 run needs."""
+  train_config: Any
+  attack: Any
+  weights: list
+  cases: list
+  attack_split: Any
+  clients: list
+
+
+def load_run_setup(run_dir: str, *, checkpoint: str, cases, clients
+                   ) -> RunSetup:
+  """Loads an Experiment 1 run: its configs, the `checkpoint` weights, the
+  cases to run and the benign clients (`clients`, default all of them)."""
   train_config, attack = backdoor_attack.load_run(run_dir)
-  weights = backdoor_attack.load_weights(run_dir, config.checkpoint)
-  cases = cases_for(attack.backdoor.case, config.cases)
+  weights = backdoor_attack.load_weights(run_dir, checkpoint)
+  cases = cases_for(attack.backdoor.case, cases)
   attack_split = backdoor_attack.load_attack_split(
       train_config, attack.backdoor, attack.schedule.attacker_ids)
   benign = [c for c in range(train_config.num_clients)
             if c not in attack.schedule.attacker_ids]
-  clients = list(config.clients) if config.clients is not None else benign
+  clients = list(clients) if clients is not None else benign
   for c in clients:
     if c not in benign:
       raise ValueError(f"client {c} is not a benign client (benign: {benign})")
+  return RunSetup(train_config, attack, weights, cases, attack_split, clients)
+
+
+def run_finetune(run_dir: str, config: FinetuneConfig) -> dict:
+  """Runs Experiment 2 from an Experiment 1 run directory."""
+  (train_config, attack, weights, cases, attack_split,
+   clients) = load_run_setup(run_dir, checkpoint=config.checkpoint,
+                             cases=config.cases, clients=config.clients)
   output_dir = os.path.join(run_dir, SUBDIR)
   os.makedirs(output_dir, exist_ok=True)
   image_shape = attack_split.split.meta_train.image_shape

@@ -180,17 +180,10 @@ def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
 
 def run_defend(run_dir: str, config: DefendConfig) -> dict:
   """Runs Experiment 3 from an Experiment 1 run directory."""
-  train_config, attack = backdoor_attack.load_run(run_dir)
-  weights = backdoor_attack.load_weights(run_dir, config.checkpoint)
-  cases = finetune.cases_for(attack.backdoor.case, config.cases)
-  attack_split = backdoor_attack.load_attack_split(
-      train_config, attack.backdoor, attack.schedule.attacker_ids)
-  benign = [c for c in range(train_config.num_clients)
-            if c not in attack.schedule.attacker_ids]
-  clients = list(config.clients) if config.clients is not None else benign
-  for c in clients:
-    if c not in benign:
-      raise ValueError(f"client {c} is not a benign client (benign: {benign})")
+  (train_config, attack, weights, cases, attack_split,
+   clients) = finetune.load_run_setup(run_dir, checkpoint=config.checkpoint,
+                                      cases=config.cases,
+                                      clients=config.clients)
   output_dir = os.path.join(run_dir, SUBDIR, config.run_name)
   os.makedirs(output_dir, exist_ok=True)
   image_shape = attack_split.split.meta_train.image_shape
