@@ -13,6 +13,7 @@ import enum
 import os
 from typing import Optional
 
+from fedmeta_tf import enums
 from fedmeta_tf.data import class_pool as class_pool_lib
 from fedmeta_tf.data.class_pool import ClassPool, DataError
 
@@ -62,11 +63,7 @@ PROTOCOLS = {
 
 
 def parse_dataset_name(name: str) -> DatasetName:
-  try:
-    return DatasetName(name)
-  except ValueError:
-    valid = ", ".join(d.value for d in DatasetName)
-    raise ValueError(f"unknown dataset {name!r}; valid: {valid}") from None
+  return enums.parse_enum(DatasetName, name, "dataset")
 
 
 def check_data_available(name: DatasetName | str,

@@ -19,6 +19,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from fedmeta_tf import enums
 from fedmeta_tf.data import protocol as protocol_lib
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
@@ -85,12 +86,7 @@ class TrainingConfig:
 
 
 def _parse_policy(policy: str) -> server_tf.DropoutPolicy:
-  try:
-    return server_tf.DropoutPolicy(policy)
-  except ValueError:
-    valid = ", ".join(p.value for p in server_tf.DropoutPolicy)
-    raise ValueError(f"unknown dropout policy {policy!r}; valid: {valid}"
-                     ) from None
+  return enums.parse_enum(server_tf.DropoutPolicy, policy, "dropout policy")
 
 
 def check_split_fits(split: protocol_lib.MetaSplit, config: TrainingConfig):

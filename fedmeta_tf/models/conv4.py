@@ -28,6 +28,8 @@ import enum
 
 import tensorflow as tf
 
+from fedmeta_tf import enums
+
 FEATURES_LAYER = "features"
 LOGITS_LAYER = "logits"
 
@@ -38,11 +40,7 @@ class Conv4Variant(enum.Enum):
 
 
 def parse_variant(variant) -> Conv4Variant:
-  try:
-    return Conv4Variant(variant)
-  except ValueError:
-    valid = ", ".join(v.value for v in Conv4Variant)
-    raise ValueError(f"unknown Conv4 variant {variant!r}; valid: {valid}") from None
+  return enums.parse_enum(Conv4Variant, variant, "Conv4 variant")
 
 
 class BatchStatNorm(tf.keras.layers.Layer):

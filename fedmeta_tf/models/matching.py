@@ -45,6 +45,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from fedmeta_tf import enums
+
 # Added to masked scores: exp() of it is 0, and unlike -inf it keeps
 # gradients finite.
 _MASKED = -1e9
@@ -56,11 +58,7 @@ class HeadKind(enum.Enum):
 
 
 def parse_head_kind(kind) -> HeadKind:
-  try:
-    return HeadKind(kind)
-  except ValueError:
-    valid = ", ".join(k.value for k in HeadKind)
-    raise ValueError(f"unknown head {kind!r}; valid: {valid}") from None
+  return enums.parse_enum(HeadKind, kind, "head")
 
 
 DEFAULT_INITIAL_SCALE = {HeadKind.MATCHING: 10.0, HeadKind.PROTONET: 4.0}
