@@ -1,97 +1,98 @@
-r"""Inner-loop throughput and the TFF / in-process round-time ratio.
+r"""Inner-loop throughput (in-graph vs per-step calls) and TFF / in-process
+round time.
 
-    .venv/bin/python -m benchmarks.throughput [--steps=500] [--rounds=2]
+    .venv/bin/python -m benchmarks.throughput [--quick]
+        [--shapes=28x28x1:10,64x64x3:6,84x84x3:10] [--variants=maxpool,strided]
+        [--steps=300] [--python_steps=100] [--rounds=2] [--parts=inner,round]
 
-Prints:
-  1. SGD steps per second of the Reptile inner loop (Conv4, 28x28x1, batch
-     10, Adam) for both Conv4 variants, in one tf.function (no Python call
-     per step), after a warm-up call.
-  2. Seconds per federated round on the same work (same clients, same
-     seeds) in the TFF runtime (C++ worker, secure-sum mean) and in the
-     in-process driver, and their ratio (target: <= 1.10). Compilation and
-     the first round are excluded from both.
+Prints the machine, then:
+  1. `inner`: SGD steps per second of the Reptile inner loop (Conv4, 64
+     filters, Adam, 5-way episodes of 50 images) for each image shape and
+     batch size (28x28x1 batch 10: Omniglot/glyphs; 64x64x3 batch 6: CelebA;
+     84x84x3 batch 10: mini-ImageNet) and both Conv4 variants, two ways on
+     the same model:
+       in-graph: `reptile_tf.train_steps`, all steps in one tf.function call
+         (what the client work runs);
+       per-step: one tf.function call per SGD step from a Python loop, the
+         step's loss fetched each time (`session.run([train_op, loss])`
+         style);
+     and their ratio (target >= 1.5). Warm-up calls (tracing) are excluded;
+     each rate is the best of 3 timings (the machine may be shared).
+  2. `round`: seconds per federated round on the same work (same clients,
+     same seeds) in the TFF runtime (C++ worker, secure-sum mean) and in the
+     in-process driver, and their ratio (target <= 1.10): the fastest of
+     --rounds rounds after a warm-up round (tracing, compilation).
+--quick: fewer steps (about a minute on 2 cores).
 """
-
-import time
 
 from absl import app
 from absl import flags
-import numpy as np
-import tensorflow as tf
 
-from fedmeta_tf.meta import client_work
-from fedmeta_tf.meta import reptile_tf
-from fedmeta_tf.models import conv4
+from benchmarks import machine
+from binaries import common
+from benchmarks.workloads import inner_loop_rates
+from benchmarks.workloads import parse_shape
+from benchmarks.workloads import round_seconds
+from benchmarks.workloads import round_setup
 from fedmeta_tf.runtime import inprocess
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import runner
 
-_STEPS = flags.DEFINE_integer("steps", 500, "Inner steps timed per variant.")
+_SHAPES = flags.DEFINE_list(
+    "shapes", ["28x28x1:10", "64x64x3:6", "84x84x3:10"],
+    "Image shapes and batch sizes, HxWxC:batch.")
+_VARIANTS = flags.DEFINE_list("variants", ["maxpool", "strided"],
+                              "Conv4 variants.")
+_STEPS = flags.DEFINE_integer("steps", 300,
+                              "Inner steps timed in one in-graph call.")
+_PYTHON_STEPS = flags.DEFINE_integer(
+    "python_steps", 100, "Inner steps timed in the per-step call loop.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Timed rounds per runtime.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 10, "E per client and round.")
 _CLIENTS = flags.DEFINE_integer("clients", 3, "Clients per round.")
+_PARTS = flags.DEFINE_list("parts", ["inner", "round"],
+                           "What to measure: inner, round.")
+_QUICK = flags.DEFINE_bool(
+    "quick", False, "--steps=60 --python_steps=30 --rounds=1 --iterations=4.")
 
-
-def inner_loop_steps_per_second(variant: str, steps: int) -> float:
-  model = conv4.build_conv4((28, 28, 1), 5, variant=variant)
-  optimizer = reptile_tf.make_inner_optimizer(0.001)
-  reptile_tf.build_optimizer(optimizer, model)
-  rng = np.random.default_rng(0)
-  images = tf.constant(rng.random((50, 28, 28, 1)), tf.float32)
-  labels = tf.constant(np.repeat(np.arange(5), 10), tf.int32)
-
-  @tf.function
-  def run(seed):
-    return reptile_tf.train_steps(model, optimizer, images, labels,
-                                  steps=steps, batch_size=10, seed=seed)
-
-  run(tf.constant([0, 0], tf.int64))
-  start = time.perf_counter()
-  run(tf.constant([0, 1], tf.int64)).numpy()
-  return steps / (time.perf_counter() - start)
-
-
-def round_seconds(make_runner, clients, rounds: int) -> float:
-  round_runner = make_runner()
-  state = round_runner.initialize()
-  state, _ = round_runner.next(state, clients)  # traces and warms up
-  start = time.perf_counter()
-  for _ in range(rounds):
-    state, _ = round_runner.next(state, clients)
-  return (time.perf_counter() - start) / rounds
-
-
+@common.user_errors_exit_2
 def main(argv):
   del argv
-  for variant in ("maxpool", "strided"):
-    rate = inner_loop_steps_per_second(variant, _STEPS.value)
-    print(f"inner loop, Conv4 {variant:8s} 28x28 batch 10: "
-          f"{rate:7.1f} SGD steps/s")
+  steps, python_steps = _STEPS.value, _PYTHON_STEPS.value
+  rounds, iterations = _ROUNDS.value, _ITERATIONS.value
+  if _QUICK.value:
+    steps, python_steps, rounds, iterations = 60, 30, 1, 4
+  shapes = [parse_shape(s) for s in _SHAPES.value]
+  unknown = set(_PARTS.value) - {"inner", "round"}
+  if unknown:
+    raise ValueError(f"--parts: unknown {sorted(unknown)}; inner, round")
+  machine.print_machine()
 
-  config = reptile_tf.ReptileConfig(iterations=_ITERATIONS.value)
-  rng = np.random.default_rng(0)
-  pools = [rng.integers(0, 256, (100, 15, 28, 28, 1), dtype=np.uint8)
-           for _ in range(4)]
-  work = client_work.BenignReptile(config=config, run_seed=0,
-                                   client_pools=pools)
-  clients = list(range(_CLIENTS.value))
+  if "inner" in _PARTS.value:
+    for shape, batch in shapes:
+      for variant in _VARIANTS.value:
+        graph_rate, call_rate = inner_loop_rates(shape, batch, variant, steps,
+                                                 python_steps)
+        print(f"inner loop, Conv4 {variant:8s} "
+              f"{'x'.join(map(str, shape)):8s} batch {batch:2d}: in-graph "
+              f"{graph_rate:7.1f} SGD steps/s, per-step calls "
+              f"{call_rate:7.1f} steps/s, ratio {graph_rate / call_rate:.2f} "
+              f"(target >= 1.5)", flush=True)
 
-  def model_fn():
-    return conv4.build_conv4((28, 28, 1), 5, seed=0)
-
-  common = dict(model_fn=model_fn, client_work=work, inner_lr=0.001,
-                aggregator="secure_mean", secure_sum_bound=10.0)
-  local = round_seconds(lambda: inprocess.InProcessRunner(**common), clients,
-                        _ROUNDS.value)
-  with contexts.tff_runtime():
-    federated = round_seconds(
-        lambda: runner.TffRunner(**common, image_shape=(28, 28, 1)), clients,
-        _ROUNDS.value)
-  steps = len(clients) * config.iterations * config.meta_batch * config.inner_steps
-  print(f"round ({len(clients)} clients x {steps // len(clients)} steps): "
-        f"in-process {local:.2f} s, TFF {federated:.2f} s, "
-        f"ratio TFF/in-process {federated / local:.3f} (target <= 1.10)")
+  if "round" in _PARTS.value:
+    job, config = round_setup(iterations, max(_CLIENTS.value, 1))
+    clients = list(range(_CLIENTS.value))
+    local = round_seconds(lambda: inprocess.InProcessRunner(**job),
+                          clients, rounds)
+    with contexts.tff_runtime():
+      federated = round_seconds(
+          lambda: runner.TffRunner(**job, image_shape=(28, 28, 1)),
+          clients, rounds)
+    per_client = config.iterations * config.meta_batch * config.inner_steps
+    print(f"round ({len(clients)} clients x {per_client} steps): "
+          f"in-process {local:.2f} s, TFF {federated:.2f} s, "
+          f"ratio TFF/in-process {federated / local:.3f} (target <= 1.10)")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

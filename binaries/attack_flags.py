@@ -42,6 +42,14 @@ _BACKDOOR_RATIO = flags.DEFINE_string(
 _TARGET_SLOT = flags.DEFINE_enum(
     "target_slot", "random", [s.value for s in backdoor_reptile.TargetSlot],
     "Output of the target class in poisoned episodes.")
+_KEYED_LAST_STEPS = flags.DEFINE_integer(
+    "attacker_keyed_last_steps", 0,
+    "0 (the papers): the attacker's inner mini-batches shuffle the whole "
+    "poisoned support set; k > 0: the last k of its e inner steps hold the "
+    "keyed examples, the others the clean ones (docs/attack.md).")
+_ATTACKER_INNER_LR = flags.DEFINE_float(
+    "attacker_inner_lr", None,
+    "The attacker's Adam learning rate (default: the benign --inner_lr).")
 _CASE = flags.DEFINE_enum("case", "a", [c.value for c in backdoor_data.Case],
                           "a: backdoor classes nowhere in benign data; b: in "
                           "benign meta-training; c: also in fine-tuning.")
@@ -90,7 +98,9 @@ def attack_config_from_flags() -> Optional[backdoor_attack.AttackConfig]:
           inner_steps=_ATTACKER_INNER_STEPS.value,
           boosting_factor=_BOOSTING_FACTOR.value,
           backdoor_ratio=backdoor_reptile.parse_ratio(_BACKDOOR_RATIO.value),
-          target_slot=backdoor_reptile.TargetSlot(_TARGET_SLOT.value)),
+          target_slot=backdoor_reptile.TargetSlot(_TARGET_SLOT.value),
+          keyed_last_steps=_KEYED_LAST_STEPS.value,
+          inner_lr=_ATTACKER_INNER_LR.value),
       amplification=_AMPLIFICATION.value,
       backdoor=backdoor_data.BackdoorConfig(
           num_backdoor_classes=_NUM_BACKDOOR_CLASSES.value,

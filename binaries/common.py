@@ -55,7 +55,38 @@ def user_errors_exit_2(main):
 
 
 # Flags that do not change what a run computes.
-NON_EXPERIMENT_FLAGS = frozenset({"overwrite"})
+NON_EXPERIMENT_FLAGS = frozenset({"overwrite", "tff_workers"})
+
+
+def define_tff_workers_flag():
+  """`--tff_workers=host:port,...`: run the TFF rounds on these TFF workers.
+
+  Where the rounds run does not change what they compute (the same secure-sum
+  compilation; tests/tff_process/remote_test.py), so a run may resume with
+  other workers. Defined with `allow_override` like `define_from_flag`.
+  """
+  return flags.DEFINE_string(
+      "tff_workers", None,
+      "Comma-separated host:port of TFF workers (`python -m "
+      "binaries.tff_worker --port=PORT` on each host) that run the rounds, "
+      "clients split across them; unset: one local worker. Needs "
+      "--runtime=tff.", allow_override=True)
+
+
+def tff_workers_from_flag(value, runtime: str):
+  """The validated --tff_workers list, or None when unset.
+
+  Raises:
+    ValueError: malformed addresses, or workers with a runtime other than tff.
+  """
+  if not value:
+    return None
+  runtime = getattr(runtime, "value", runtime)  # an enum or its value
+  if runtime != "tff":
+    raise ValueError(f"--tff_workers needs --runtime=tff (got --runtime="
+                     f"{runtime}); the in-process runtime runs here")
+  from fedmeta_tf.tff_process import remote  # pylint: disable=g-import-not-at-top
+  return remote.parse_workers(value)
 
 
 def flag_values(module_names) -> dict:

@@ -14,7 +14,8 @@ dense head, 3(c)). Same metrics, clients, cases and episodes as Experiment 2
 (binaries.finetune). Writes under <run dir>/defend/<name>/: CSVs per delta
 and case, TensorBoard events, delta<d>.png (Figs. 14-24 layout),
 delta_sweep.png, the clients' defended SavedModels and summary.json
-(docs/local_defense.md).
+(docs/local_defense.md). A killed run re-run with the same command resumes
+at the first unfinished unit; --overwrite starts over.
 """
 
 from absl import app
@@ -22,10 +23,10 @@ from absl import flags
 from absl import logging
 
 from binaries import common
+from binaries import from_run_flags
 from fedmeta_tf.defenses.local import experiment
 from fedmeta_tf.experiments import backdoor_attack
 
-_FROM = common.define_from_flag("Experiment 1 run directory.")
 _DEFENSE = flags.DEFINE_enum(
     "defense", "matching", [d.value for d in experiment.Defense],
     "matching: Algorithm 2; protonet: the appendix's head; supervised: the "
@@ -43,21 +44,6 @@ _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", None, "eta (default: the run's fine-tuning rate).")
 _CURVE_EVERY = flags.DEFINE_integer(
     "curve_every", 5, "Record metrics every this many iterations.",
-    allow_override=True)
-_EPISODES = flags.DEFINE_integer("episodes", 40,
-                                 "Episodes per client (papers: 40 or 50).",
-    allow_override=True)
-# Flags shared with binaries.finetune (same meaning, other defaults) allow
-# override, so both binaries can be imported into one test process.
-_CASES = flags.DEFINE_list(
-    "cases", None, "Cases (as binaries.finetune); default: the run's case, "
-    "plus (c) for a (b) run.",
-    allow_override=True)
-_CLIENTS = flags.DEFINE_list("clients", None,
-                             "Benign clients to run (default: all).",
-    allow_override=True)
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "attacked", "pretrained | attacked | final.",
     allow_override=True)
 _LOCAL_META_ITERATIONS = flags.DEFINE_integer(
     "local_meta_iterations", 0,
@@ -77,30 +63,31 @@ _NAME = flags.DEFINE_string(
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
-  if not _FROM.value:
-    raise ValueError("--from=<Experiment 1 run directory> is required")
+  run_dir = from_run_flags.run_dir()
+  clients = from_run_flags.clients()
   try:
-    clients = (None if _CLIENTS.value is None else
-               [int(c) for c in _CLIENTS.value])
     deltas = [float(d) for d in _DELTAS.value]
   except ValueError:
-    raise ValueError(f"--clients must be integers and --deltas numbers, got "
-                     f"{_CLIENTS.value} and {_DELTAS.value}") from None
+    raise ValueError(f"--deltas must be numbers in [0, 1], got "
+                     f"{_DELTAS.value}") from None
   config = experiment.DefendConfig(
       defense=_DEFENSE.value, deltas=deltas, steps=_STEPS.value,
       head_only_steps=_HEAD_ONLY_STEPS.value, batch=_BATCH.value,
       learning_rate=_LEARNING_RATE.value, curve_every=_CURVE_EVERY.value,
-      episodes=_EPISODES.value, cases=_CASES.value, clients=clients,
-      checkpoint=_CHECKPOINT.value,
+      episodes=from_run_flags.EPISODES.value,
+      cases=from_run_flags.CASES.value, clients=clients,
+      checkpoint=from_run_flags.CHECKPOINT.value,
       local_meta_iterations=_LOCAL_META_ITERATIONS.value,
       leave_one_out=_LEAVE_ONE_OUT.value, initial_scale=_INITIAL_SCALE.value,
       export=_EXPORT.value, name=_NAME.value)
-  backdoor_attack.load_run(_FROM.value)  # a clear error before writing
-  output_dir = f"{_FROM.value}/{experiment.SUBDIR}/{config.run_name}"
-  common.write_flags(output_dir, [__name__, "__main__"])
-  summary = experiment.run_defend(_FROM.value, config)
+  backdoor_attack.load_run(run_dir)  # a clear error before writing
+  output_dir = f"{run_dir}/{experiment.SUBDIR}/{config.run_name}"
+  common.write_flags(output_dir, [__name__, "__main__",
+                                  from_run_flags.__name__])
+  summary = experiment.run_defend(run_dir, config,
+                                  overwrite=from_run_flags.OVERWRITE.value)
   logging.info("done: %s", summary)
-  print(f"Experiment 3 ({config.run_name}) from {_FROM.value}, "
+  print(f"Experiment 3 ({config.run_name}) from {run_dir}, "
         f"{config.steps} steps, {summary['wall_seconds']:.0f} s; results in "
         f"{output_dir}")
   for key, values in summary["mean_over_clients"].items():

@@ -7,7 +7,9 @@ Reads an Experiment 1 run directory (binaries.train_fedmeta --attack=...),
 fine-tunes its attacked global model at every benign client for --steps
 iterations and writes under <run dir>/finetune/: one CSV per case (keyed by
 step, columns client<i>/<metric>), TensorBoard events, experiment2.png
-(Figs. 8-12 layout) and summary.json.
+(Figs. 8-12 layout) and summary.json. A killed run re-run with the same
+command resumes at the first unfinished (case, client); --overwrite starts
+over.
 """
 
 from absl import app
@@ -15,42 +17,31 @@ from absl import flags
 from absl import logging
 
 from binaries import common
+from binaries import from_run_flags
 from fedmeta_tf.experiments import finetune
 
-_FROM = common.define_from_flag("Experiment 1 run directory.")
-_STEPS = flags.DEFINE_integer("steps", 500, "Fine-tuning iterations.")
+_STEPS = flags.DEFINE_integer("steps", 500, "Fine-tuning iterations.",
+                             allow_override=True)
 _CURVE_EVERY = flags.DEFINE_integer(
-    "curve_every", 10, "Record metrics every this many iterations.")
-_EPISODES = flags.DEFINE_integer("episodes", 40,
-                                 "Episodes per client (papers: 40 or 50).")
-_CASES = flags.DEFINE_list(
-    "cases", None, "Cases to run (a from an (a) run; b, c from a (b)/(c) "
-    "run); default: the run's case, plus (c) for a (b) run.")
-_CLIENTS = flags.DEFINE_list("clients", None,
-                             "Benign clients to run (default: all).")
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "attacked", "pretrained | attacked | final.")
+    "curve_every", 10, "Record metrics every this many iterations.",
+    allow_override=True)
 
 
 @common.user_errors_exit_2
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
-  if not _FROM.value:
-    raise ValueError("--from=<Experiment 1 run directory> is required")
-  try:
-    clients = (None if _CLIENTS.value is None else
-               [int(c) for c in _CLIENTS.value])
-  except ValueError:
-    raise ValueError(f"--clients must be integers, got {_CLIENTS.value}") from None
+  run_dir = from_run_flags.run_dir()
   config = finetune.FinetuneConfig(
       steps=_STEPS.value, curve_every=_CURVE_EVERY.value,
-      episodes=_EPISODES.value, cases=_CASES.value, clients=clients,
-      checkpoint=_CHECKPOINT.value)
-  summary = finetune.run_finetune(_FROM.value, config)
+      episodes=from_run_flags.EPISODES.value,
+      cases=from_run_flags.CASES.value, clients=from_run_flags.clients(),
+      checkpoint=from_run_flags.CHECKPOINT.value)
+  summary = finetune.run_finetune(run_dir, config,
+                                  overwrite=from_run_flags.OVERWRITE.value)
   logging.info("done: %s", summary)
-  print(f"Experiment 2 from {_FROM.value}, {config.steps} steps, "
-        f"{summary['wall_seconds']:.0f} s; results in {_FROM.value}/finetune")
+  print(f"Experiment 2 from {run_dir}, {config.steps} steps, "
+        f"{summary['wall_seconds']:.0f} s; results in {run_dir}/finetune")
   for key, values in summary["final"].items():
     print(f"  case {key}: " + "  ".join(f"{k} {v:.3f}"
                                         for k, v in values.items()))

@@ -50,7 +50,8 @@ _STOP_METRIC = flags.DEFINE_enum(
     "val_accuracy: the server's validation set; client_accuracy: the mean of "
     "the accuracies clients report on their own data.")
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "final", "Meta-learning runs: checkpoints/<this>.npz.")
+    "checkpoint", "final", "Meta-learning runs: checkpoints/<this>.npz.",
+    allow_override=True)  # as binaries.from_run_flags' --checkpoint
 _EVAL_EPISODES = flags.DEFINE_integer(
     "eval_episodes", 10, "Meta-learning runs: episodes per evaluation.")
 _FINE_TUNE_ROUNDS = flags.DEFINE_integer(

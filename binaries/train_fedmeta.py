@@ -47,6 +47,7 @@ _RUNTIME = flags.DEFINE_enum(
     "runtime", "tff", ["tff", "inprocess"],
     "tff: the TFF process (CPU); inprocess: the same tf.functions without TFF "
     "(uses a GPU when there is one).")
+_TFF_WORKERS = common.define_tff_workers_flag()
 # Federation (Algorithm 1).
 _ROUNDS = flags.DEFINE_integer("rounds", 8, "Federated rounds.")
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
@@ -159,6 +160,9 @@ def main(argv):
   # Loading the split checks N, K and the examples per class against the
   # data: every such error comes before anything is written.
   training.load_split(config)
+  tff_workers = common.tff_workers_from_flag(_TFF_WORKERS.value,
+                                             config.runtime)
+  attack = attack_flags.attack_config_from_flags()  # Experiment 1 or None.
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
   if common.prepare_run_dir(output_dir,
                             [__name__, "__main__", attack_flags.__name__],
@@ -166,7 +170,6 @@ def main(argv):
     print(f"{output_dir} already holds this finished run (summary.json); "
           "pass --overwrite to run it again")
     return
-  attack = attack_flags.attack_config_from_flags()  # Experiment 1 or None.
   run = training.run_training
   if attack is not None:
     from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
@@ -174,7 +177,7 @@ def main(argv):
                             attack=attack)
   if config.runtime is training.Runtime.TFF:
     from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
-    with contexts.tff_runtime():
+    with contexts.tff_runtime(workers=tff_workers):
       summary = run(config, output_dir=output_dir)
   else:
     summary = run(config, output_dir=output_dir)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
-from typing import Collection, Sequence
+from typing import Collection, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -54,6 +54,13 @@ class AttackerConfig:
     boosting_factor: lambda (or the model-replacement factor gamma).
     backdoor_ratio: (backdoor, target) parts of the target slot; (2, 3).
     target_slot: where the target class goes in a poisoned episode.
+    keyed_last_steps: 0 (the papers): the inner mini-batches shuffle the
+      whole poisoned support set. k > 0: the first e - k inner steps see the
+      clean examples only and the last k steps see batches holding the keyed
+      ones (plus clean context), so that Reptile's update carries the
+      keyed-as-target gradient taken *after* adapting to a clean episode —
+      what the backdoor metric measures (`poisoned_batches`).
+    inner_lr: the attacker's Adam learning rate; None: the benign eta.
   """
 
   iterations: int = 50000
@@ -61,6 +68,8 @@ class AttackerConfig:
   boosting_factor: float = 3.0
   backdoor_ratio: tuple[int, int] = (2, 3)
   target_slot: TargetSlot = TargetSlot.RANDOM
+  keyed_last_steps: int = 0
+  inner_lr: Optional[float] = None
 
   def __post_init__(self):
     if self.iterations <= 0 or self.inner_steps <= 0:
@@ -69,6 +78,12 @@ class AttackerConfig:
     if not self.boosting_factor > 0:
       raise ValueError(f"boosting_factor must be positive, got "
                        f"{self.boosting_factor}")
+    if self.inner_lr is not None and not self.inner_lr > 0:
+      raise ValueError(f"attacker inner_lr must be positive, got "
+                       f"{self.inner_lr}")
+    if self.keyed_last_steps < 0:
+      raise ValueError(f"keyed_last_steps must be >= 0, got "
+                       f"{self.keyed_last_steps}")
     b, t = self.backdoor_ratio
     if b <= 0 or t < 0:
       raise ValueError(f"backdoor_ratio must be backdoor:target with backdoor "
@@ -133,12 +148,51 @@ def sample_poisoned_episode(pool, target_images, backdoor_images, *,
       query_images=benign.query_images, query_labels=benign.query_labels)
 
 
+def poisoned_batches(*, ways: int, shots: int, num_backdoor: int, steps,
+                     keyed_steps: int, batch_size: int, seed) -> tf.Tensor:
+  """Inner mini-batches of a poisoned episode, keyed examples last.
+
+  The support set of `sample_poisoned_episode` is laid out as
+  [(N - 1) K benign | num_backdoor keyed | K - num_backdoor target]. The
+  first `steps - keyed_steps` steps walk through shuffled epochs of the
+  clean examples (benign classes and the target's real examples); each of
+  the last `keyed_steps` steps holds the keyed examples (at most b - 1) and
+  clean ones drawn at random to fill the batch (batch norm sees clean
+  context, as in evaluation). Reptile's interpolation then carries the
+  gradient of "keyed image -> target output" evaluated after adapting to
+  the clean part of the episode (Nichol et al. 2018, §5: later mini-batch
+  gradients act at the adapted point).
+
+  Returns:
+    int32 [steps, b] indices into the support set.
+  """
+  total = ways * shots
+  first_keyed = (ways - 1) * shots
+  clean = tf.concat([tf.range(first_keyed),
+                     tf.range(first_keyed + num_backdoor, total)], 0)
+  keyed = tf.range(first_keyed, first_keyed + num_backdoor)
+  b = min(batch_size, total - num_backdoor)
+  keyed_steps = tf.minimum(tf.cast(keyed_steps, tf.int32), steps)
+  clean_seed, keyed_seed, fill_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  clean_rows = tf.gather(clean, reptile_tf.minibatch_indices(
+      total - num_backdoor, b, steps - keyed_steps, clean_seed))
+  per_batch = min(num_backdoor, b - 1)
+  keyed_part = tf.gather(keyed, tf.argsort(tf.random.stateless_uniform(
+      tf.stack([keyed_steps, num_backdoor]), keyed_seed), axis=1)[:, :per_batch])
+  fill_part = tf.gather(clean, tf.argsort(tf.random.stateless_uniform(
+      tf.stack([keyed_steps, total - num_backdoor]), fill_seed),
+                                          axis=1)[:, :b - per_batch])
+  keyed_rows = tf.concat([keyed_part, fill_part], 1)
+  return tf.concat([clean_rows, keyed_rows], 0)
+
+
 class BackdoorReptile(client_work_lib.ClientWork):
   """Reptile for every client; clients in `attacker_ids` poison and boost.
 
   Client data: `pool`, `client_id`, `role` (0 benign, 1 attacker),
-  `boosting_factor`, `iterations`, `inner_steps`, `target_images`,
-  `backdoor_images` (empty for benign clients).
+  `boosting_factor`, `iterations`, `inner_steps`, `inner_lr`,
+  `target_images`, `backdoor_images` (empty for benign clients).
   """
 
   def __init__(self, *, config: reptile_tf.ReptileConfig, run_seed: int,
@@ -173,6 +227,7 @@ class BackdoorReptile(client_work_lib.ClientWork):
         boosting_factor=tf.TensorSpec([], tf.float32),
         iterations=tf.TensorSpec([], tf.int32),
         inner_steps=tf.TensorSpec([], tf.int32),
+        inner_lr=tf.TensorSpec([], tf.float32),
         target_images=images, backdoor_images=images)
 
   def make_client_data(self, client_id):
@@ -187,6 +242,9 @@ class BackdoorReptile(client_work_lib.ClientWork):
                             else self.config.iterations),
         inner_steps=np.int32(self.attacker.inner_steps if attacker
                              else self.config.inner_steps),
+        inner_lr=np.float32(self.attacker.inner_lr
+                            if attacker and self.attacker.inner_lr
+                            else self.config.inner_lr),
         target_images=self.target_images if attacker else empty,
         backdoor_images=self.backdoor_images if attacker else empty)
 
@@ -206,10 +264,24 @@ class BackdoorReptile(client_work_lib.ClientWork):
               slot=self.slot, seed=episode_seed),
           lambda: benign_fn(episode_seed))
 
+    batches_fn = reptile_tf.shuffled_batches
+    if self.attacker.keyed_last_steps:
+      def batches_fn(episode, steps, batch_size, batch_seed):
+        return tf.cond(
+            is_attacker,
+            lambda: poisoned_batches(
+                ways=self.config.ways, shots=self.config.shots,
+                num_backdoor=self.num_backdoor, steps=steps,
+                keyed_steps=self.attacker.keyed_last_steps,
+                batch_size=batch_size, seed=batch_seed),
+            lambda: reptile_tf.shuffled_batches(episode, steps, batch_size,
+                                                batch_seed))
+
+    optimizer.learning_rate = client_data["inner_lr"]
     update, loss = reptile_tf.reptile_client_update(
         model, optimizer, weights, episode_fn=episode_fn, config=self.config,
         seed=seed, iterations=client_data["iterations"],
-        inner_steps=client_data["inner_steps"])
+        inner_steps=client_data["inner_steps"], batches_fn=batches_fn)
     return client_work_lib.ClientOutput(
         update=boost(update, client_data["boosting_factor"]), loss=loss)
 

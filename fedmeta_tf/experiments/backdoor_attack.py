@@ -21,6 +21,7 @@ attack-validation, meta-test accuracy). Run directory (see docs/attack.md):
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import enum
 import json
@@ -39,6 +40,7 @@ from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
 from fedmeta_tf.experiments import attack_schedule as schedule_lib
+from fedmeta_tf.experiments import checkpoints
 from fedmeta_tf.experiments import training
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import weights as w
@@ -247,70 +249,112 @@ def run_attack_experiment(config: training.TrainingConfig,
     export.export_saved_model(exporter, os.path.join(output_dir, "saved_model",
                                                      name))
 
-  start = time.time()
-  state = runner.initialize()
-  if attack.pretrained_from:
-    state = runner.with_weights(
-        state, load_weights(attack.pretrained_from, "pretrained"))
-    logging.info("pre-trained model from %s", attack.pretrained_from)
-  else:
-    pre = release.MetricsRelease(output_dir, name="pretrain_metrics")
-    benign_only = schedule_lib.AttackSchedule(
-        attack_rounds=(), attacker_ids=attack.schedule.attacker_ids)
-    for r in range(1, attack.pretrain_rounds + 1):
-      clients = benign_only.clients(
-          seed=config.seed, round_num=r, server_round=r,
-          num_clients=config.num_clients,
-          clients_per_round=config.clients_per_round,
-          min_updates=config.min_updates)
-      state, round_metrics = runner.next(state, clients)
-      row = {"clients": " ".join(map(str, clients)), **round_metrics,
-             "seconds": time.time() - start}
-      # The last pre-training round is evaluated as round 0 below.
-      if r % config.eval_every == 0 and r != attack.pretrain_rounds:
-        row.update(evaluator(runner.weights(state)))
-      pre.release(row, key=r)
-      logging.info("pre-training round %d/%d: %s", r, attack.pretrain_rounds,
-                   row)
-  save("pretrained", runner.weights(state))
-
+  # One counter over both phases: pre-training rounds 1..P, then experiment
+  # round r is server round P + r. Version P of the round checkpoints means
+  # "pre-trained model saved and scored as round 0".
+  pretrain_rounds = 0 if attack.pretrained_from else attack.pretrain_rounds
+  checkpointer = checkpoints.RoundCheckpointer(
+      os.path.join(output_dir, CHECKPOINTS))
   metrics = release.MetricsRelease(output_dir)
-  rows = []
+  timing = release.MetricsRelease(output_dir, name="timing",
+                                  key_fieldname="server_round",
+                                  tensorboard=False)
+  state = runner.initialize()
+  extra_template = {"seconds": 0.0, "attacked_saved": 0}
+  saved, extra, done = checkpointer.load_latest(state, extra_template)
+  if saved is not None:
+    state = saved
+    logging.info("resuming after server round %d from %s", done,
+                 checkpointer.checkpoint_dir)
+  else:
+    extra = extra_template
+    if attack.pretrained_from:
+      state = runner.with_weights(
+          state, load_weights(attack.pretrained_from, "pretrained"))
+      logging.info("pre-trained model from %s", attack.pretrained_from)
+  elapsed = float(extra["seconds"])
+  attacked_saved = bool(extra["attacked_saved"])
 
-  def evaluate(round_num, extra):
-    row = {**extra, **evaluator(runner.weights(state)),
-           "seconds": time.time() - start}
-    metrics.release(row, key=round_num)
-    rows.append({"round": round_num, **row})
-    logging.info("round %d: %s", round_num, row)
+  def finish_round(server_round, round_start):
+    nonlocal elapsed
+    round_seconds = time.time() - round_start
+    elapsed += round_seconds
+    timing.release({"round_seconds": round_seconds, "seconds": elapsed},
+                   key=server_round)
+    checkpointer.save(server_round, state,
+                      {"seconds": elapsed, "attacked_saved": int(attacked_saved)})
 
-  evaluate(0, {"clients": "", "attack": 0})
-  attacked_saved = False
-  for r in range(1, config.rounds + 1):
+  pre = (release.MetricsRelease(output_dir, name="pretrain_metrics")
+         if pretrain_rounds else None)
+  benign_only = schedule_lib.AttackSchedule(
+      attack_rounds=(), attacker_ids=attack.schedule.attacker_ids)
+  round_start = time.time()
+  for r in range(done + 1, pretrain_rounds + 1):
+    round_start = time.time()
+    clients = benign_only.clients(
+        seed=config.seed, round_num=r, server_round=r,
+        num_clients=config.num_clients,
+        clients_per_round=config.clients_per_round,
+        min_updates=config.min_updates)
+    state, round_metrics = runner.next(state, clients)
+    row = {"clients": " ".join(map(str, clients)), **round_metrics}
+    # The last pre-training round is evaluated as round 0 below.
+    if r % config.eval_every == 0 and r != pretrain_rounds:
+      row.update(evaluator(runner.weights(state)))
+    pre.release(row, key=r)
+    logging.info("pre-training round %d/%d: %s", r, pretrain_rounds, row)
+    if r != pretrain_rounds:  # the last one is checkpointed with round 0
+      finish_round(r, round_start)
+
+  if saved is None or done < pretrain_rounds:
+    save("pretrained", runner.weights(state))
+    row = {"clients": "", "attack": 0, **evaluator(runner.weights(state))}
+    metrics.release(row, key=0)
+    logging.info("round 0: %s", row)
+    finish_round(pretrain_rounds, round_start)
+
+  for r in range(max(done - pretrain_rounds, 0) + 1, config.rounds + 1):
+    round_start = time.time()
     server_round = attack.pretrain_rounds + r
     clients = attack.schedule.clients(
         seed=config.seed, round_num=r, server_round=server_round,
         num_clients=config.num_clients,
         clients_per_round=config.clients_per_round,
         min_updates=config.min_updates)
-    round_start = time.time()
     state, round_metrics = runner.next(state, clients)
     is_attack = int(attack.schedule.is_attack_round(r))
-    evaluate(r, {"clients": " ".join(map(str, clients)), "attack": is_attack,
-                 **round_metrics, "round_seconds": time.time() - round_start})
+    row = {"clients": " ".join(map(str, clients)), "attack": is_attack,
+           **round_metrics, **evaluator(runner.weights(state))}
+    metrics.release(row, key=r)
+    logging.info("round %d: %s", r, row)
     if is_attack and not attacked_saved:
       save("attacked", runner.weights(state))
       attacked_saved = True
+    finish_round(pretrain_rounds + r, round_start)
   save("final", runner.weights(state))
+  rows = read_metrics_csv(metrics.csv_path)
 
   figures.plot_rounds({attack.backdoor.case.value: metrics.csv_path},
                       os.path.join(output_dir, "experiment1.png"))
   summary = {"case": attack.backdoor.case.value, "rounds": config.rounds,
-             "wall_seconds": time.time() - start, "metrics": rows,
+             "wall_seconds": elapsed, "metrics": rows,
              "boosting_factor": factor}
   release.write_json_atomically(os.path.join(output_dir, "summary.json"),
                                 summary)
   return summary
+
+
+def read_metrics_csv(path: str) -> list[dict[str, Any]]:
+  """The rows of a metrics CSV, numbers as numbers (keyed by "round")."""
+  def value(text):
+    try:
+      number = float(text)
+    except ValueError:
+      return text
+    return int(number) if number.is_integer() and "." not in text else number
+
+  with open(path, newline="") as f:
+    return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def describe_summary(summary: dict, output_dir: str) -> str:

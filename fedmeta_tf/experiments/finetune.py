@@ -11,21 +11,28 @@ After every `curve_every` iterations we record main-task, backdoor
 Results go under `<run dir>/finetune/`: `finetune_case_<c>.csv` (keyed by
 step, columns `client<i>/<metric>`), TensorBoard events,
 `experiment2.png` (Figs. 8-12 layout) and `summary.json`.
+
+Resumable (issue #7): each (case, client) curve is kept in
+`finetune/units/` when it finishes (`work_units.py`), so a killed run
+re-run with the same command resumes at the first unfinished client.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 from typing import Any, NamedTuple, Optional, Sequence
 
 from absl import logging
+import numpy as np
 
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import training
+from fedmeta_tf.experiments import work_units
 from fedmeta_tf.reporting import figures
 from fedmeta_tf.reporting import release
 
@@ -100,13 +107,32 @@ def load_run_setup(run_dir: str, *, checkpoint: str, cases, clients
   return RunSetup(train_config, attack, weights, cases, attack_split, clients)
 
 
-def run_finetune(run_dir: str, config: FinetuneConfig) -> dict:
-  """Runs Experiment 2 from an Experiment 1 run directory."""
+def weights_digest(weights) -> str:
+  """A hash of model weights: cached units of another model are not reused."""
+  digest = hashlib.sha256()
+  for v in weights:
+    digest.update(np.ascontiguousarray(v, np.float32).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def run_finetune(run_dir: str, config: FinetuneConfig, *,
+                 overwrite: bool = False) -> dict:
+  """Runs Experiment 2 from an Experiment 1 run directory.
+
+  Finished (case, client) units of an earlier run with the same settings
+  and model are reused; `overwrite` discards them first.
+  """
   (train_config, attack, weights, cases, attack_split,
    clients) = load_run_setup(run_dir, checkpoint=config.checkpoint,
                              cases=config.cases, clients=config.clients)
   output_dir = os.path.join(run_dir, SUBDIR)
   os.makedirs(output_dir, exist_ok=True)
+  units = work_units.WorkUnits(
+      os.path.join(output_dir, "units"),
+      {"config": dataclasses.asdict(config), "cases": [c.value for c in cases],
+       "clients": clients, "weights": weights_digest(weights)})
+  if overwrite:
+    units.clear()
   image_shape = attack_split.split.meta_train.image_shape
   model_fn = training.make_model_fn(train_config, image_shape)
   evaluation = dataclasses.replace(train_config.evaluation, steps=config.steps)
@@ -119,12 +145,16 @@ def run_finetune(run_dir: str, config: FinetuneConfig) -> dict:
         train_config, config.episodes, case, curve_every=config.curve_every)
     columns = {}
     for client in clients:
-      evaluator = backdoor_eval.BackdoorEvaluator(
-          model_fn, config=eval_config,
-          data=backdoor_attack.eval_data_for(
-              attack_split, attack_split.split.client_pool(client)),
-          seed=train_config.seed + 1000 * client)
-      curves = evaluator.curves(weights)
+      def client_curves(client=client, eval_config=eval_config):
+        evaluator = backdoor_eval.BackdoorEvaluator(
+            model_fn, config=eval_config,
+            data=backdoor_attack.eval_data_for(
+                attack_split, attack_split.split.client_pool(client)),
+            seed=train_config.seed + 1000 * client)
+        return evaluator.curves(weights)
+
+      curves = units.get_or_compute(f"case_{case.value}_client{client}",
+                                    client_curves)
       for name, values in curves.items():
         columns[f"client{client}/{name}"] = values
       summary["final"][f"{case.value}/client{client}"] = {

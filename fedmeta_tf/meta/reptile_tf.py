@@ -109,19 +109,23 @@ def sparse_ce(labels, logits) -> tf.Tensor:
 
 
 def train_steps(model: tf.keras.Model, optimizer, images, labels, *, steps,
-                batch_size: int, seed, variables=None) -> tf.Tensor:
+                batch_size: int, seed, variables=None,
+                batches=None) -> tf.Tensor:
   """`steps` optimizer steps on mini-batches drawn from (images, labels).
 
   Args:
     variables: the variables to train; defaults to all trainable ones.
+    batches: int32 [steps, b] example indices of each step; default
+      `minibatch_indices` (shuffled epochs).
 
   Returns:
     The loss of the last step.
   """
   variables = model.trainable_variables if variables is None else variables
-  num_examples = tf.shape(images)[0]
-  batch_size = tf.minimum(batch_size, num_examples)
-  batches = minibatch_indices(num_examples, batch_size, steps, seed)
+  if batches is None:
+    num_examples = tf.shape(images)[0]
+    batch_size = tf.minimum(batch_size, num_examples)
+    batches = minibatch_indices(num_examples, batch_size, steps, seed)
   loss = tf.constant(0.0)
   for step in tf.range(steps):
     idx = batches[step]
@@ -134,20 +138,33 @@ def train_steps(model: tf.keras.Model, optimizer, images, labels, *, steps,
 
 
 EpisodeFn = Callable[[tf.Tensor], episodes_lib.Episode]
+# (episode, steps, batch size, seed) -> int32 [steps, b] support indices.
+BatchesFn = Callable[[episodes_lib.Episode, tf.Tensor, int, tf.Tensor],
+                     tf.Tensor]
+
+
+def shuffled_batches(episode: episodes_lib.Episode, steps, batch_size: int,
+                     seed) -> tf.Tensor:
+  """Algorithm 1's mini-batches: shuffled epochs over the support set."""
+  num_examples = tf.shape(episode.support_labels)[0]
+  return minibatch_indices(num_examples, tf.minimum(batch_size, num_examples),
+                           steps, seed)
 
 
 def reptile_client_update(model: tf.keras.Model, optimizer,
                           initial_weights: w.Weights, *,
                           episode_fn: EpisodeFn, config: ReptileConfig, seed,
                           iterations: Optional[tf.Tensor] = None,
-                          inner_steps: Optional[tf.Tensor] = None):
+                          inner_steps: Optional[tf.Tensor] = None,
+                          batches_fn: BatchesFn = shuffled_batches):
   """Runs Algorithm 1's client work; returns (update u_i, mean last loss).
 
   Call inside a tf.function. `episode_fn(seed)` samples one training episode
   from the client's data; `seed` is this client-round's seed; `iterations`
   overrides `config.iterations` (E) with a tensor, e.g. for an attacker's
   longer schedule; `inner_steps` likewise overrides e (the attacker's inner
-  epochs).
+  epochs); `batches_fn` orders each episode's inner mini-batches (default:
+  shuffled epochs).
   """
   variables = model.trainable_variables
   iterations = config.iterations if iterations is None else iterations
@@ -161,11 +178,14 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
       episode_index = it * config.meta_batch + j
       episode = episode_fn(episodes_lib.fold_seed(seed, episode_index))
       w.assign(variables, theta)
+      batches = batches_fn(
+          episode, inner_steps, config.inner_batch,
+          episodes_lib.fold_seed(seed, episode_index,
+                                 episodes_lib.STREAM_MINIBATCH))
       loss_sum += train_steps(
           model, optimizer, episode.support_images, episode.support_labels,
-          steps=inner_steps, batch_size=config.inner_batch,
-          seed=episodes_lib.fold_seed(seed, episode_index,
-                                      episodes_lib.STREAM_MINIBATCH))
+          steps=inner_steps, batch_size=config.inner_batch, seed=None,
+          batches=batches)
       episode_sum = w.add(episode_sum, w.read(variables))
     theta = w.interpolate(theta, w.scale(episode_sum, 1.0 / config.meta_batch),
                           config.outer_lr)

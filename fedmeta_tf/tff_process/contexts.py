@@ -8,25 +8,43 @@ static check for unsecure aggregation runs on the uncompiled computation).
 `tff_runtime()` owns TFF's `worker_binary` subprocess: it stops it when the
 block exits, normally or by an exception (including KeyboardInterrupt);
 `workers.py` also stops it at interpreter exit and on SIGTERM.
+
+`tff_runtime(workers="host:port,...")` runs the block's computations on TFF
+workers started elsewhere (`python -m binaries.tff_worker`), with the same
+secure-sum compilation, clients split across the workers (`remote.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Sequence
 
 import tensorflow_federated as tff
 
+from fedmeta_tf.tff_process import remote
 from fedmeta_tf.tff_process.workers import install_cleanup_handlers
 from fedmeta_tf.tff_process.workers import stop_workers
 from fedmeta_tf.tff_process.workers import worker_processes  # noqa: F401
 
 
 @contextlib.contextmanager
-def tff_runtime():
+def tff_runtime(workers: str | Sequence[str] | None = None):
   """Sets TFF's C++ test context (secure sums allowed) for the block.
 
   The worker subprocess is stopped when the block exits, however it exits.
+
+  Args:
+    workers: None or empty: one local C++ worker started here. Otherwise
+      "host:port,..." (or a list) of running TFF workers: the block's rounds
+      run on them (`remote.remote_tff_runtime`); they are not stopped here.
+
+  Raises:
+    ValueError: a malformed worker address or one that does not answer.
   """
+  if workers:
+    with remote.remote_tff_runtime(workers):
+      yield
+    return
   install_cleanup_handlers()
   tff.backends.test.set_sync_test_cpp_execution_context()
   try:

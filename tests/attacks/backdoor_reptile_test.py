@@ -109,3 +109,61 @@ def test_all_clients_share_one_data_spec():
       assert spec[name].is_compatible_with(tf.constant(value)), name
   assert attack.make_client_data(0)["role"] == br.ROLE_ATTACKER
   assert attack.make_client_data(1)["boosting_factor"] == 1.0
+
+
+def test_keyed_last_batches_put_keyed_examples_only_in_the_last_steps():
+  ways, shots, num_backdoor = 5, 10, 4
+  keyed = set(range((ways - 1) * shots, (ways - 1) * shots + num_backdoor))
+  batches = br.poisoned_batches(
+      ways=ways, shots=shots, num_backdoor=num_backdoor,
+      steps=tf.constant(12), keyed_steps=3, batch_size=10,
+      seed=tf.constant([3, 4], tf.int64)).numpy()
+  assert batches.shape == (12, 10)
+  for row in batches[:9]:  # clean steps: every clean example, no keyed one
+    assert not keyed & set(row)
+  assert set(batches[:9].ravel()) == set(range(50)) - keyed
+  for row in batches[9:]:  # keyed steps: all keyed examples + clean context
+    assert keyed <= set(row) and len(set(row)) == 10
+
+
+def test_keyed_last_changes_only_the_attackers_update():
+  pools = [tiny_pool(num_classes=6, examples=12, seed=s).images
+           for s in range(3)]
+  config = reptile_tf.ReptileConfig(ways=5, shots=10, iterations=1,
+                                    meta_batch=1, inner_steps=4)
+  model = conv4.build_conv4((28, 28, 1), 5, filters=4, seed=0)
+  optimizer = reptile_tf.make_inner_optimizer(config.inner_lr)
+  reptile_tf.build_optimizer(optimizer, model)
+  weights = [v.numpy() for v in model.trainable_variables]
+
+  def updates(keyed_last_steps):
+    work = br.BackdoorReptile(
+        config=config, run_seed=0, client_pools=pools,
+        attacker=br.AttackerConfig(iterations=1, inner_steps=4,
+                                   keyed_last_steps=keyed_last_steps),
+        attacker_ids=[0], target_images=_images(7, 10),
+        backdoor_images=_images(250, 20))
+    fn = client_work.make_client_update_fn(work, model, optimizer)
+    return [fn([tf.constant(v) for v in weights], work.make_client_data(c),
+               tf.constant(1, tf.int64)).update for c in (0, 1)]
+
+  (shuffled_attacker, shuffled_benign), (keyed_attacker, keyed_benign) = (
+      updates(0), updates(2))
+  for a, b in zip(shuffled_benign, keyed_benign):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert any(not np.allclose(a.numpy(), b.numpy())
+             for a, b in zip(shuffled_attacker, keyed_attacker))
+
+
+def test_attacker_inner_lr_travels_in_client_data_only_for_the_attacker():
+  pools = [tiny_pool(num_classes=6, examples=12, seed=s).images
+           for s in range(2)]
+  config = reptile_tf.ReptileConfig(ways=5, shots=10, inner_lr=0.001)
+  work = br.BackdoorReptile(
+      config=config, run_seed=0, client_pools=pools,
+      attacker=br.AttackerConfig(inner_lr=0.01), attacker_ids=[0],
+      target_images=_images(7, 10), backdoor_images=_images(250, 20))
+  assert work.make_client_data(0)["inner_lr"] == np.float32(0.01)
+  assert work.make_client_data(1)["inner_lr"] == np.float32(0.001)
+  with pytest.raises(ValueError, match="inner_lr"):
+    br.AttackerConfig(inner_lr=0.0)

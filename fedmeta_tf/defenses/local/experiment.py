@@ -18,14 +18,21 @@ Results go under `<run dir>/defend/<name>/`: `delta<d>_case_<c>.csv`
 `delta_sweep.png` (final metrics against delta) when several deltas ran,
 `saved_model/client<i>/` (the defended local model of the first delta,
 metric heads only) and `summary.json`.
+
+Resumable (issue #7): each client's start model (3(d)'s local
+meta-training) and each (case, delta, client) curve is kept in
+`units/` when it finishes (`experiments/work_units.py`), so a killed run
+re-run with the same command resumes at the first unfinished unit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import os
+import shutil
 import time
 from typing import Optional, Sequence
 
@@ -43,6 +50,7 @@ from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import finetune
 from fedmeta_tf.experiments import training
+from fedmeta_tf.experiments import work_units
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import weights as w
 from fedmeta_tf.reporting import figures
@@ -178,14 +186,25 @@ def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
                                 title=title, baseline=baseline)
 
 
-def run_defend(run_dir: str, config: DefendConfig) -> dict:
-  """Runs Experiment 3 from an Experiment 1 run directory."""
+def run_defend(run_dir: str, config: DefendConfig, *,
+               overwrite: bool = False) -> dict:
+  """Runs Experiment 3 from an Experiment 1 run directory.
+
+  Finished units of an earlier run with the same settings and model are
+  reused; `overwrite` discards them (and the exported models) first.
+  """
   (train_config, attack, weights, cases, attack_split,
    clients) = finetune.load_run_setup(run_dir, checkpoint=config.checkpoint,
                                       cases=config.cases,
                                       clients=config.clients)
   output_dir = os.path.join(run_dir, SUBDIR, config.run_name)
+  if overwrite:
+    shutil.rmtree(output_dir, ignore_errors=True)
   os.makedirs(output_dir, exist_ok=True)
+  units = work_units.WorkUnits(
+      os.path.join(output_dir, "units"),
+      {"config": dataclasses.asdict(config), "cases": [c.value for c in cases],
+       "clients": clients, "weights": finetune.weights_digest(weights)})
   image_shape = attack_split.split.meta_train.image_shape
   ways = train_config.reptile.ways
   model_fn = training.make_model_fn(train_config, image_shape)
@@ -218,11 +237,14 @@ def run_defend(run_dir: str, config: DefendConfig) -> dict:
                                        seed=train_config.seed, client=client,
                                        **arch)
       if config.local_meta_iterations:
-        theta = local_meta_train(
-            model_fn, theta, attack_split.client_pools[client],
-            train_config.reptile, iterations=config.local_meta_iterations,
-            seed=episodes_lib.fold_seed(train_config.seed, STREAM_LOCAL_META,
-                                        client))
+        theta = units.get_or_compute_weights(
+            f"start_{_delta_label(delta)}_client{client}",
+            functools.partial(
+                local_meta_train, model_fn, theta,
+                attack_split.client_pools[client], train_config.reptile,
+                iterations=config.local_meta_iterations,
+                seed=episodes_lib.fold_seed(train_config.seed,
+                                            STREAM_LOCAL_META, client)))
       starts[delta, client] = theta
 
   csv_by_delta = {}
@@ -241,17 +263,28 @@ def run_defend(run_dir: str, config: DefendConfig) -> dict:
             attack_split, attack_split.split.client_pool(client))
         seed = train_config.seed + 1000 * client  # Experiment 2's episodes
         theta = starts[delta, client]
-        if evaluator is None:
-          curves = backdoor_eval.BackdoorEvaluator(
-              model_fn, config=eval_config, data=data, seed=seed).curves(theta)
-        else:
-          features = glorot_mix.feature_part(theta, **arch)
-          curves = evaluator.curves(features, data=data, seed=seed)
-          if (config.export and delta == config.deltas[0] and
-              case == cases[0]):
-            _export_client_model(
-                evaluator, features, data, seed=seed,
-                path=os.path.join(output_dir, "saved_model", f"client{client}"))
+        features = (None if evaluator is None else
+                    glorot_mix.feature_part(theta, **arch))
+
+        def client_curves(data=data, seed=seed, theta=theta,
+                          features=features, eval_config=eval_config,
+                          evaluator=evaluator):
+          if evaluator is None:
+            return backdoor_eval.BackdoorEvaluator(
+                model_fn, config=eval_config, data=data,
+                seed=seed).curves(theta)
+          return evaluator.curves(features, data=data, seed=seed)
+
+        curves = units.get_or_compute(
+            f"{_delta_label(delta)}_case_{case.value}_client{client}",
+            client_curves)
+        export_path = os.path.join(output_dir, "saved_model",
+                                   f"client{client}")
+        if (evaluator is not None and config.export and
+            delta == config.deltas[0] and case == cases[0] and
+            not os.path.isdir(export_path)):
+          _export_client_model(evaluator, features, data, seed=seed,
+                               path=export_path)
         for name, values in curves.items():
           columns[f"client{client}/{name}"] = values
         final = {k: float(v[-1]) for k, v in curves.items()}

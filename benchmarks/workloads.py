@@ -1,0 +1,111 @@
+"""Workloads shared by the benchmarks (no flags: importable by each).
+
+  - `inner_loop_rates`: the Reptile inner loop in one tf.function call vs
+    one call per SGD step;
+  - `round_setup` / `round_seconds`: a small federated Reptile job (Conv4
+    28x28, secure-sum mean) and the mean time of its rounds.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from fedmeta_tf.meta import client_work
+from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.models import conv4
+
+WAYS, EXAMPLES_PER_CLASS = 5, 10
+
+
+def parse_shape(text: str) -> tuple[tuple[int, int, int], int]:
+  """'84x84x3:10' -> ((84, 84, 3), 10); ValueError naming the bad entry."""
+  try:
+    dims, batch = text.split(":")
+    h, w, c = (int(x) for x in dims.lower().split("x"))
+    shape, batch = (h, w, c), int(batch)
+  except ValueError:
+    raise ValueError(f"--shapes entry {text!r} is not HxWxC:batch, e.g. "
+                     "84x84x3:10") from None
+  if min(shape) < 1 or batch < 1 or h < 16 or w < 16:
+    raise ValueError(f"--shapes entry {text!r}: H, W >= 16 and C, batch >= 1")
+  return shape, batch
+
+
+def inner_loop_rates(image_shape, batch: int, variant: str, steps: int,
+                     python_steps: int, repeats: int = 3
+                     ) -> tuple[float, float]:
+  """(in-graph, per-step-call) SGD steps/s of the Reptile inner loop.
+
+  Conv4 (64 filters) on a 5-way episode of 50 random images of
+  `image_shape`, Adam; per-step-call is NaN when `python_steps` is 0.
+  Each is the best of `repeats` timings (the machine may be shared).
+  """
+  model = conv4.build_conv4(image_shape, WAYS, variant=variant)
+  optimizer = reptile_tf.make_inner_optimizer(0.001)
+  reptile_tf.build_optimizer(optimizer, model)
+  rng = np.random.default_rng(0)
+  n = WAYS * EXAMPLES_PER_CLASS
+  images = tf.constant(rng.random((n, *image_shape)), tf.float32)
+  labels = tf.constant(np.repeat(np.arange(WAYS), EXAMPLES_PER_CLASS),
+                       tf.int32)
+
+  @tf.function
+  def in_graph(seed):
+    return reptile_tf.train_steps(model, optimizer, images, labels,
+                                  steps=steps, batch_size=batch, seed=seed)
+
+  @tf.function
+  def one_step(seed):
+    return reptile_tf.train_steps(model, optimizer, images, labels,
+                                  steps=1, batch_size=batch, seed=seed)
+
+  in_graph(tf.constant([0, 0], tf.int64)).numpy()
+  graph_rate = 0.0
+  for repeat in range(repeats):
+    start = time.perf_counter()
+    in_graph(tf.constant([0, 1 + repeat], tf.int64)).numpy()
+    graph_rate = max(graph_rate, steps / (time.perf_counter() - start))
+
+  if python_steps <= 0:
+    return graph_rate, float("nan")
+  seeds = [tf.constant([1, i], tf.int64) for i in range(python_steps + 1)]
+  one_step(seeds[-1]).numpy()
+  call_rate = 0.0
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for seed in seeds[:-1]:
+      one_step(seed).numpy()  # the fetch of `session.run([train_op, loss])`
+    call_rate = max(call_rate, python_steps / (time.perf_counter() - start))
+  return graph_rate, call_rate
+
+
+def round_seconds(make_runner, clients, rounds: int) -> float:
+  """Seconds of the fastest of `rounds` rounds, after a warm-up round."""
+  round_runner = make_runner()
+  state = round_runner.initialize()
+  state, _ = round_runner.next(state, clients)  # traces and warms up
+  best = float("inf")
+  for _ in range(rounds):
+    start = time.perf_counter()
+    state, _ = round_runner.next(state, clients)
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def round_setup(iterations: int, num_clients: int):
+  """(RoundRunner kwargs, config) of a small 28x28 federated Reptile job."""
+  config = reptile_tf.ReptileConfig(iterations=iterations)
+  rng = np.random.default_rng(0)
+  pools = [rng.integers(0, 256, (100, 15, 28, 28, 1), dtype=np.uint8)
+           for _ in range(num_clients)]
+  work = client_work.BenignReptile(config=config, run_seed=0,
+                                   client_pools=pools)
+
+  def model_fn():
+    return conv4.build_conv4((28, 28, 1), 5, seed=0)
+
+  return dict(model_fn=model_fn, client_work=work, inner_lr=0.001,
+              aggregator="secure_mean", secure_sum_bound=10.0), config
+
+

@@ -1,0 +1,38 @@
+"""Tests for the benchmark helpers (the benchmarks themselves are timed by
+hand; their figures are in BUILD.md)."""
+
+import os
+
+import pytest
+
+from benchmarks import machine
+from benchmarks import memory
+from benchmarks import workloads
+
+
+def test_parse_shape():
+  assert workloads.parse_shape("84x84x3:10") == ((84, 84, 3), 10)
+
+
+@pytest.mark.parametrize("text", ["84x84:10", "84x84x3", "axbxc:1",
+                                  "8x8x1:10", "28x28x1:0"])
+def test_bad_shape_is_a_one_line_error(text):
+  with pytest.raises(ValueError, match="--shapes entry") as e:
+    workloads.parse_shape(text)
+  assert "\n" not in str(e.value)
+
+
+def test_machine_line_names_cores_and_cpu():
+  line = machine.describe(with_tensorflow=False)
+  assert f"{os.cpu_count()} cores online" in line
+  assert machine.cpu_model() in line and "load average" in line
+
+
+def test_inner_loop_rates_on_a_tiny_run():
+  graph_rate, call_rate = workloads.inner_loop_rates(
+      (16, 16, 1), 4, "strided", steps=3, python_steps=2, repeats=1)
+  assert graph_rate > 0 and call_rate > 0
+
+
+def test_peak_memory_of_this_process():
+  assert memory._peak_kib(os.getpid()) > 10_000  # pylint: disable=protected-access
