@@ -49,6 +49,12 @@ _STOP_METRIC = flags.DEFINE_enum(
     "stop_metric", "val_accuracy", ["val_accuracy", "client_accuracy"],
     "val_accuracy: the server's validation set; client_accuracy: the mean of "
     "the accuracies clients report on their own data.")
+_STOP_RULE = flags.DEFINE_enum(
+    "stop_rule", "reference", list(defense.STOP_RULES),
+    "consecutive: stop before the first drop of more than --accuracy_drop "
+    "between two successive testing points (the paper, Section V-B); "
+    "reference: before the accuracy falls --accuracy_drop below the stage's "
+    "starting model.")
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "final", "Meta-learning runs: checkpoints/<this>.npz.",
     allow_override=True)  # as binaries.from_run_flags' --checkpoint
@@ -69,7 +75,7 @@ def config_from_flags() -> defense.PruningConfig:
       vote=_VOTE.value, pruning_rate=_PRUNING_RATE.value,
       accuracy_drop=_ACCURACY_DROP.value, prune_step=_PRUNE_STEP.value,
       deltas=tuple(float(d) for d in np.round(deltas, 6)),
-      stop_metric=_STOP_METRIC.value,
+      stop_metric=_STOP_METRIC.value, stop_rule=_STOP_RULE.value,
       fine_tune_rounds=_FINE_TUNE_ROUNDS.value)
 
 

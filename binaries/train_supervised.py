@@ -46,8 +46,9 @@ _FILTERS = flags.DEFINE_list("filters", ["16", "32", "64"],
                              "Channels of the three conv layers.")
 _HIDDEN = flags.DEFINE_integer("hidden", 128, "Units of the hidden dense layer.")
 _HEAD = flags.DEFINE_enum(
-    "head", "flatten", ["flatten", "gap"],
-    "After the last conv layer: max-pool + flatten, or global average pool.")
+    "head", "flatten", ["flatten", "gap", "gmp"],
+    "After the last conv layer: max-pool + flatten, global average pool or "
+    "global max pool.")
 _AGGREGATOR = flags.DEFINE_string(
     "aggregator", "mean",
     "mean | secure_mean | median | trimmed_mean[:beta] | krum[:f] | "

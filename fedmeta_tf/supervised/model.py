@@ -4,10 +4,14 @@ layers and two fully connected layers for Fashion-MNIST).
     [conv3x3(f_i), ReLU, max-pool 2x2] x 3 -> flatten -> dense(hidden), ReLU
     -> dense(num_labels) logits
 
-`head="gap"` replaces the last max-pool and the flatten by a global average
-pool, so the dense layers see one number per channel of the last conv layer:
-a backdoor must then live in channels (what the pruning defense removes)
-rather than in the dense layer's weights for one image position.
+`head="gap"` (`"gmp"`) replaces the last max-pool and the flatten by a
+global average (max) pool, so the dense layers see one number per channel of
+the last conv layer: a backdoor must then live in channels (what the pruning
+defense removes) rather than in the dense layer's weights for one image
+position. With the flatten head, a key in a blank corner is read by fc1's
+weights for the corner positions of any channel (conv kernels are shared
+across positions), so no channel of the last conv layer is a "backdoor
+neuron" and pruning cannot remove it (measured: docs/server_defenses.md).
 
 No batch norm, so the model's weights are exactly its trainable variables
 (what FedAvg averages) and a pruned channel stays silent. The last conv
@@ -23,6 +27,7 @@ import tensorflow as tf
 
 LAST_CONV = "conv3"
 LAST_ACTIVATION = "relu3"
+HEADS = ("flatten", "gap", "gmp")
 
 
 def build_supervised_cnn(input_shape, num_labels: int, *,
@@ -32,11 +37,11 @@ def build_supervised_cnn(input_shape, num_labels: int, *,
   """The classifier; outputs logits. Layer i's initialisers use seed + i.
 
   Args:
-    head: "flatten" (max-pool, flatten) or "gap" (global average pool) after
-      the last conv layer.
+    head: "flatten" (max-pool, flatten), "gap" (global average pool) or
+      "gmp" (global max pool) after the last conv layer.
   """
-  if head not in ("flatten", "gap"):
-    raise ValueError(f"head must be flatten or gap, got {head!r}")
+  if head not in HEADS:
+    raise ValueError(f"head must be one of {HEADS}, got {head!r}")
   if len(filters) != 3 or min(filters) <= 0:
     raise ValueError(f"filters must be three positive ints, got {filters}")
   if num_labels < 2 or hidden <= 0:
@@ -53,6 +58,8 @@ def build_supervised_cnn(input_shape, num_labels: int, *,
       x = tf.keras.layers.MaxPool2D(2, name=f"pool{i + 1}")(x)
   if head == "gap":
     x = tf.keras.layers.GlobalAveragePooling2D(name="gap")(x)
+  elif head == "gmp":
+    x = tf.keras.layers.GlobalMaxPooling2D(name="gmp")(x)
   else:
     x = tf.keras.layers.Flatten(name="flatten")(x)
   x = tf.keras.layers.Dense(hidden, activation="relu", kernel_initializer=init(3),

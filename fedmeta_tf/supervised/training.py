@@ -95,8 +95,9 @@ class SupervisedConfig:
       raise ValueError(f"num_attackers must be >= 1, got {self.num_attackers}")
     if not self.boost >= 1:
       raise ValueError(f"boost (alpha) must be >= 1, got {self.boost}")
-    if self.head not in ("flatten", "gap"):
-      raise ValueError(f"head must be flatten or gap, got {self.head!r}")
+    if self.head not in model_lib.HEADS:
+      raise ValueError(f"head must be one of {model_lib.HEADS}, got "
+                       f"{self.head!r}")
     if self.runtime not in ("tff", "inprocess"):
       raise ValueError(f"runtime must be tff or inprocess, got {self.runtime}")
 

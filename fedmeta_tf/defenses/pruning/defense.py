@@ -2,14 +2,19 @@
 
     1. clients report rankings / majority masks of the last conv layer's
        channels (`voting.py`); the server merges them into a pruning order;
-    2. the server prunes channels in that order while the validation
-       accuracy stays within `accuracy_drop` of the unpruned model's
-       (Section V-B: "stop ... when the test accuracy drops over 1%");
-       the stop signal is either the server's own validation set or the
-       mean of the clients' reported accuracies;
+    2. the server prunes channels in that order until the accuracy drops
+       by more than `accuracy_drop`. Section V-B: "we determine the pruning
+       stop point when the test accuracy drops over 1% between two testing
+       points" (`stop_rule="consecutive"`: a drop between successive points
+       of the curve); `stop_rule="reference"` is the stricter variant that
+       stops before the accuracy falls `accuracy_drop` below the unpruned
+       model's. The stop signal is either the server's own validation set
+       or the mean of the clients' reported accuracies;
     3. adjusting extreme weights (IV-C): zero the layer's kernel weights
        outside mu +- Delta*sigma, starting from a large Delta and decreasing
-       it while the accuracy stays within `accuracy_drop` of step 2's;
+       it until the accuracy drops (same rule, the reference being step 2's
+       model; Fig. 5: "selecting the Delta value that test accuracy begins
+       to decrease");
     4. optional federated fine-tuning rounds of the pruned model (IV-D),
        then step 3 again.
 
@@ -31,6 +36,7 @@ from fedmeta_tf.defenses.pruning import voting
 
 Weights = list
 Evaluate = Callable[[Weights], dict]
+STOP_RULES = ("reference", "consecutive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +51,10 @@ class PruningConfig:
     deltas: Delta values tried, in the order tried (decreasing).
     stop_metric: the metric the stops watch ("val_accuracy": the server's
       validation set; "client_accuracy": clients' reported accuracy).
+    stop_rule: "consecutive" (the paper's: stop before the first drop of
+      more than `accuracy_drop` between two successive testing points) or
+      "reference" (stop before the metric falls more than `accuracy_drop`
+      below the stage's starting model).
     fine_tune_rounds: federated fine-tuning rounds (0: none).
   """
 
@@ -54,6 +64,7 @@ class PruningConfig:
   prune_step: int = 1
   deltas: tuple = tuple(np.round(np.arange(5.0, 0.49, -0.25), 2))
   stop_metric: str = "val_accuracy"
+  stop_rule: str = "reference"
   fine_tune_rounds: int = 0
 
   def __post_init__(self):
@@ -68,6 +79,9 @@ class PruningConfig:
     if self.stop_metric not in ("val_accuracy", "client_accuracy"):
       raise ValueError("stop_metric must be val_accuracy or client_accuracy, "
                        f"got {self.stop_metric}")
+    if self.stop_rule not in STOP_RULES:
+      raise ValueError(f"stop_rule must be one of {STOP_RULES}, got "
+                       f"{self.stop_rule!r}")
     if self.fine_tune_rounds < 0:
       raise ValueError(f"fine_tune_rounds must be >= 0, got "
                        f"{self.fine_tune_rounds}")
@@ -95,11 +109,22 @@ def pruning_curve(weights: Weights, target: surgery.LayerTarget,
 
 
 def stop_point(values: Sequence[float], reference: float,
-               accuracy_drop: float) -> int:
-  """Index of the last value before the first one below reference - drop."""
+               accuracy_drop: float, rule: str = "reference") -> int:
+  """Index of the last value before the stop.
+
+  rule="reference": the first value below reference - drop stops.
+  rule="consecutive" (Section V-B): the first value more than `drop` below
+  the value before it stops (the value before values[0] is `reference`).
+  Index 0 is returned when values[0] itself stops (the caller checks it).
+  """
+  if rule not in STOP_RULES:
+    raise ValueError(f"rule must be one of {STOP_RULES}, got {rule!r}")
+  previous = reference
   for i, v in enumerate(values):
-    if v < reference - accuracy_drop - 1e-12:
+    if v < previous - accuracy_drop - 1e-12:
       return max(i - 1, 0)
+    if rule == "consecutive":
+      previous = v
   return len(values) - 1
 
 
@@ -125,7 +150,8 @@ def adjust_extreme_weights(weights: Weights, target: surgery.LayerTarget,
   Returns (weights, the chosen row, the whole Delta curve)."""
   curve = delta_curve(weights, target, pruned, evaluate, config.deltas)
   chosen = stop_point([r[config.stop_metric] for r in curve],
-                      reference[config.stop_metric], config.accuracy_drop)
+                      reference[config.stop_metric], config.accuracy_drop,
+                      config.stop_rule)
   row = curve[chosen]
   if row[config.stop_metric] < (reference[config.stop_metric]
                                 - config.accuracy_drop - 1e-12):
@@ -166,7 +192,8 @@ def run_defense(weights: Weights, *, target: surgery.LayerTarget,
   curve = pruning_curve(weights, target, order, evaluate,
                         step=config.prune_step)
   chosen = stop_point([r[config.stop_metric] for r in curve],
-                      trained[config.stop_metric], config.accuracy_drop)
+                      trained[config.stop_metric], config.accuracy_drop,
+                      config.stop_rule)
   pruned = order[:curve[chosen]["pruned"]]
   w = surgery.apply_channel_mask(weights, target, pruned)
   after_pruning = stage("pruning", w, num=len(pruned))

@@ -15,6 +15,20 @@ def test_stop_point():
   assert defense.stop_point([0.5], 0.9, 0.01) == 0
 
 
+def test_stop_point_consecutive_is_the_papers_rule():
+  # Section V-B: stop when accuracy drops over 1% between two testing
+  # points, so a slow decline goes on where the reference rule stops.
+  values = [0.9, 0.895, 0.888, 0.881, 0.86, 0.85]
+  assert defense.stop_point(values, 0.9, 0.01, "reference") == 1
+  assert defense.stop_point(values, 0.9, 0.01, "consecutive") == 3
+  assert defense.stop_point([0.9, 0.89, 0.88], 0.9, 0.01,
+                            "consecutive") == 2
+  # The first point is compared with the reference.
+  assert defense.stop_point([0.85, 0.85], 0.9, 0.01, "consecutive") == 0
+  with pytest.raises(ValueError, match="rule"):
+    defense.stop_point(values, 0.9, 0.01, "median")
+
+
 def test_run_defense_prunes_dormant_backdoor_channel_and_extreme_weight():
   # 4 channels of a [1, 1, 1, 4] kernel. Channel 3 is the "backdoor neuron":
   # dormant on every client's data; the attack also needs the extreme
@@ -54,3 +68,5 @@ def test_config_validation():
     defense.PruningConfig(accuracy_drop=1.5)
   with pytest.raises(ValueError, match="stop_metric"):
     defense.PruningConfig(stop_metric="loss")
+  with pytest.raises(ValueError, match="stop_rule"):
+    defense.PruningConfig(stop_rule="loss")
