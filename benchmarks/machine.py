@@ -53,3 +53,12 @@ def describe(with_tensorflow: bool = True) -> str:
 
 def print_machine(with_tensorflow: bool = True) -> None:
   print(describe(with_tensorflow), flush=True)
+
+
+def peak_kib(pid: int) -> int:
+  """The kernel's peak-RSS high-water mark of a process (KiB)."""
+  with open(f"/proc/{pid}/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1])
+  raise RuntimeError(f"no VmHWM for process {pid}")

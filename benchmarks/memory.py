@@ -87,19 +87,10 @@ def measure(runtime: str, per_round: int, num_clients: int) -> dict:
       state = runner.initialize()
       for clients in rounds:
         state, _ = runner.next(state, clients)
-      worker_kib = max(_peak_kib(p.pid) for p in contexts.worker_processes())
+      worker_kib = max(machine.peak_kib(p.pid) for p in contexts.worker_processes())
   return {  # Linux reports ru_maxrss in KiB
       "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       "worker_mb": worker_kib / 1024}
-
-
-def _peak_kib(pid: int) -> int:
-  """The kernel's peak-RSS high-water mark of a process (KiB)."""
-  with open(f"/proc/{pid}/status") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1])
-  raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 _measured = {}
