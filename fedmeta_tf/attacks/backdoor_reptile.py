@@ -264,10 +264,10 @@ class BackdoorReptile(client_work_lib.ClientWork):
               slot=self.slot, seed=episode_seed),
           lambda: benign_fn(episode_seed))
 
-    schedule_fn = reptile_tf.shuffled_batches
+    batches_fn = reptile_tf.shuffled_batches
     if self.attacker.keyed_last_steps:
-      def schedule_fn(episode, steps, batch_size, batch_seed):
-        return reptile_tf.InnerSchedule(tf.cond(
+      def batches_fn(episode, steps, batch_size, batch_seed):
+        return tf.cond(
             is_attacker,
             lambda: poisoned_batches(
                 ways=self.config.ways, shots=self.config.shots,
@@ -275,12 +275,12 @@ class BackdoorReptile(client_work_lib.ClientWork):
                 keyed_steps=self.attacker.keyed_last_steps,
                 batch_size=batch_size, seed=batch_seed),
             lambda: reptile_tf.shuffled_batches(episode, steps, batch_size,
-                                                batch_seed).batches))
+                                                batch_seed))
 
     update, loss = reptile_tf.reptile_client_update(
         model, optimizer, weights, episode_fn=episode_fn, config=self.config,
         seed=seed, iterations=client_data["iterations"],
-        inner_steps=client_data["inner_steps"], schedule_fn=schedule_fn)
+        inner_steps=client_data["inner_steps"], batches_fn=batches_fn)
     return client_work_lib.ClientOutput(
         update=boost(update, client_data["boosting_factor"]), loss=loss)
 

@@ -24,7 +24,7 @@ effects otherwise, and Keras forbids creating variables in a traced loop).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -110,15 +110,13 @@ def sparse_ce(labels, logits) -> tf.Tensor:
 
 def train_steps(model: tf.keras.Model, optimizer, images, labels, *, steps,
                 batch_size: int, seed, variables=None,
-                batches=None, learning_rates=None) -> tf.Tensor:
+                batches=None) -> tf.Tensor:
   """`steps` optimizer steps on mini-batches drawn from (images, labels).
 
   Args:
     variables: the variables to train; defaults to all trainable ones.
     batches: int32 [steps, b] example indices of each step; default
       `minibatch_indices` (shuffled epochs).
-    learning_rates: float32 [steps], the optimizer's learning rate at each
-      step; default: left as it is.
 
   Returns:
     The loss of the last step.
@@ -135,8 +133,6 @@ def train_steps(model: tf.keras.Model, optimizer, images, labels, *, steps,
       logits = model(tf.gather(images, idx), training=True)
       loss = sparse_ce(tf.gather(labels, idx), logits)
     grads = tape.gradient(loss, variables)
-    if learning_rates is not None:
-      optimizer.learning_rate = learning_rates[step]
     optimizer.apply_gradients(zip(grads, variables))
   return loss
 
@@ -144,25 +140,17 @@ def train_steps(model: tf.keras.Model, optimizer, images, labels, *, steps,
 EpisodeFn = Callable[[tf.Tensor], episodes_lib.Episode]
 
 
-class InnerSchedule(NamedTuple):
-  """How an episode's inner loop runs: the support indices of each step's
-  mini-batch (int32 [steps, b]) and, optionally, each step's learning rate
-  (float32 [steps]; None: the optimizer's)."""
-  batches: tf.Tensor
-  learning_rates: Optional[tf.Tensor] = None
-
-
-# (episode, steps, batch size, seed) -> InnerSchedule.
-ScheduleFn = Callable[[episodes_lib.Episode, tf.Tensor, int, tf.Tensor],
-                      InnerSchedule]
+# (episode, steps, batch size, seed) -> int32 [steps, b] support indices.
+BatchesFn = Callable[[episodes_lib.Episode, tf.Tensor, int, tf.Tensor],
+                     tf.Tensor]
 
 
 def shuffled_batches(episode: episodes_lib.Episode, steps, batch_size: int,
-                     seed) -> InnerSchedule:
+                     seed) -> tf.Tensor:
   """Algorithm 1's mini-batches: shuffled epochs over the support set."""
   num_examples = tf.shape(episode.support_labels)[0]
-  return InnerSchedule(minibatch_indices(
-      num_examples, tf.minimum(batch_size, num_examples), steps, seed))
+  return minibatch_indices(num_examples, tf.minimum(batch_size, num_examples),
+                           steps, seed)
 
 
 def reptile_client_update(model: tf.keras.Model, optimizer,
@@ -170,15 +158,15 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
                           episode_fn: EpisodeFn, config: ReptileConfig, seed,
                           iterations: Optional[tf.Tensor] = None,
                           inner_steps: Optional[tf.Tensor] = None,
-                          schedule_fn: ScheduleFn = shuffled_batches):
+                          batches_fn: BatchesFn = shuffled_batches):
   """Runs Algorithm 1's client work; returns (update u_i, mean last loss).
 
   Call inside a tf.function. `episode_fn(seed)` samples one training episode
   from the client's data; `seed` is this client-round's seed; `iterations`
   overrides `config.iterations` (E) with a tensor, e.g. for an attacker's
   longer schedule; `inner_steps` likewise overrides e (the attacker's inner
-  epochs); `schedule_fn` orders each episode's inner mini-batches and may
-  set their learning rates (default: shuffled epochs, the optimizer's rate).
+  epochs); `batches_fn` orders each episode's inner mini-batches (default:
+  shuffled epochs).
   """
   variables = model.trainable_variables
   iterations = config.iterations if iterations is None else iterations
@@ -192,14 +180,14 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
       episode_index = it * config.meta_batch + j
       episode = episode_fn(episodes_lib.fold_seed(seed, episode_index))
       w.assign(variables, theta)
-      schedule = schedule_fn(
+      batches = batches_fn(
           episode, inner_steps, config.inner_batch,
           episodes_lib.fold_seed(seed, episode_index,
                                  episodes_lib.STREAM_MINIBATCH))
       loss_sum += train_steps(
           model, optimizer, episode.support_images, episode.support_labels,
           steps=inner_steps, batch_size=config.inner_batch, seed=None,
-          batches=schedule.batches, learning_rates=schedule.learning_rates)
+          batches=batches)
       episode_sum = w.add(episode_sum, w.read(variables))
     theta = w.interpolate(theta, w.scale(episode_sum, 1.0 / config.meta_batch),
                           config.outer_lr)
