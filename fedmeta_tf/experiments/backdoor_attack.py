@@ -21,7 +21,6 @@ attack-validation, meta-test accuracy). Run directory (see docs/attack.md):
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import enum
 import json
@@ -353,8 +352,8 @@ def read_metrics_csv(path: str) -> list[dict[str, Any]]:
       return text
     return int(number) if number.is_integer() and "." not in text else number
 
-  with open(path, newline="") as f:
-    return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+  return [{k: value(v) for k, v in row.items()}
+          for row in figures.read_csv(path)]
 
 
 def describe_summary(summary: dict, output_dir: str) -> str:
