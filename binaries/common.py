@@ -55,7 +55,27 @@ def user_errors_exit_2(main):
 
 
 # Flags that do not change what a run computes.
-NON_EXPERIMENT_FLAGS = frozenset({"overwrite", "tff_workers"})
+NON_EXPERIMENT_FLAGS = frozenset({"overwrite", "tff_workers",
+                                  "parallelism"})
+
+
+def define_parallelism_flag():
+  """`--parallelism=N`: in-process work items (clients, evaluation episodes)
+  run at once. Changes speed, not results (tests/runtime/parallel_test.py),
+  so a run may resume with another value."""
+  return flags.DEFINE_integer(
+      "parallelism", 0,
+      "Clients trained, and evaluation episodes fine-tuned, at once in this "
+      "process (each on its own model replica, with cores/N intra-op "
+      "threads); 0: automatic (1 on a GPU, else min(cores, clients per "
+      "round)). The TFF runtime's C++ worker runs clients concurrently by "
+      "itself.", lower_bound=0, allow_override=True)
+
+
+def configure_parallelism(value: int, typical_items: int) -> int:
+  """Applies --parallelism; call before TensorFlow runs its first op."""
+  from fedmeta_tf.runtime import parallel  # pylint: disable=g-import-not-at-top
+  return parallel.configure(value, typical_items)
 
 
 def define_tff_workers_flag():

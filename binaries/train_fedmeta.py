@@ -48,6 +48,7 @@ _RUNTIME = flags.DEFINE_enum(
     "tff: the TFF process (CPU); inprocess: the same tf.functions without TFF "
     "(uses a GPU when there is one).")
 _TFF_WORKERS = common.define_tff_workers_flag()
+_PARALLELISM = common.define_parallelism_flag()
 # Federation (Algorithm 1).
 _ROUNDS = flags.DEFINE_integer("rounds", 8, "Federated rounds.")
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
@@ -155,6 +156,7 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
   config = config_from_flags()
+  common.configure_parallelism(_PARALLELISM.value, config.clients_per_round)
   # Missing data fails now, with the download instructions, not after TFF.
   registry.check_data_available(config.dataset, config.data_dir)
   # Loading the split checks N, K and the examples per class against the

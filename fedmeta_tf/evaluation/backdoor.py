@@ -44,6 +44,7 @@ from fedmeta_tf.data import episodes as episodes_lib
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import weights as w
+from fedmeta_tf.runtime import parallel
 
 METRICS = ("main_task_accuracy", "backdoor_train_accuracy",
            "backdoor_val_accuracy", "meta_test_accuracy")
@@ -156,7 +157,10 @@ def target_rate(model, keyed_images, context_images, target_slot):
 
 def make_backdoor_eval_fn(model: tf.keras.Model, optimizer,
                           config: BackdoorEvalConfig):
-  """Builds `evaluate(weights, data, seed) -> {metric: [episodes, points]}`.
+  """Builds `evaluate(weights, data, seed, episodes=None) -> {metric:
+  [episodes, points]}`; `episodes` = (start, stop) evaluates only episodes
+  start..stop-1 of the `config.episode.episodes` (each a function of `seed`
+  and its index, so chunks evaluated apart equal one whole run).
 
   `data` holds uint8 tensors: `main_pool` [C, S, ...], `target_images`
   [n, ...], `backdoor_pool` [b, S', ...] (case c; any shape otherwise),
@@ -184,9 +188,9 @@ def make_backdoor_eval_fn(model: tf.keras.Model, optimizer,
     return rows.stack()  # [points, metrics]
 
   @tf.function
-  def evaluate(weights, data, seed):
-    per_episode = tf.TensorArray(tf.float32, size=ep.episodes)
-    for i in tf.range(ep.episodes):
+  def evaluate(weights, data, seed, start, stop):
+    per_episode = tf.TensorArray(tf.float32, size=stop - start)
+    for i in tf.range(start, stop):
       main_seed = episodes_lib.fold_seed(seed, STREAM_MAIN, i)
       episode, slot = sample_target_episode(
           data["main_pool"], data["target_images"], data["backdoor_pool"],
@@ -220,14 +224,16 @@ def make_backdoor_eval_fn(model: tf.keras.Model, optimizer,
                        episodes_lib.fold_seed(test_seed,
                                               episodes_lib.STREAM_MINIBATCH),
                        score_test)
-      per_episode = per_episode.write(i, tf.concat([main, test], 1))
+      per_episode = per_episode.write(i - start, tf.concat([main, test], 1))
     w.assign(model.trainable_variables, weights)
     return per_episode.stack()  # [episodes, points, 4]
 
-  def evaluate_dict(weights, data, seed):
+  def evaluate_dict(weights, data, seed, episodes=None):
+    start, stop = (0, ep.episodes) if episodes is None else episodes
     values = evaluate([tf.convert_to_tensor(v, tf.float32) for v in weights],
                       {k: tf.convert_to_tensor(v) for k, v in data.items()},
-                      tf.convert_to_tensor(seed, tf.int64))
+                      tf.convert_to_tensor(seed, tf.int64),
+                      tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
     return {name: values[:, :, k] for k, name in enumerate(METRICS)}
 
   return evaluate_dict
@@ -237,19 +243,34 @@ class BackdoorEvaluator:
   """Averaged backdoor metrics of given weights on fixed evaluation data."""
 
   def __init__(self, model_fn, *, config: BackdoorEvalConfig,
-               data: Mapping[str, np.ndarray], seed: int):
+               data: Mapping[str, np.ndarray], seed: int,
+               parallelism: Optional[int] = None):
+    """`parallelism`: episodes evaluated at once, each chunk of episodes on
+    its own model replica (`runtime/parallel.py`; default
+    `parallel.streams()`); results do not depend on it."""
     self.config = config
-    self.model = model_fn()
-    optimizer = reptile_tf.make_inner_optimizer(config.episode.learning_rate)
-    reptile_tf.build_optimizer(optimizer, self.model)
-    self._fn = make_backdoor_eval_fn(self.model, optimizer, config)
+
+    def make_replica():
+      model = model_fn()
+      optimizer = reptile_tf.make_inner_optimizer(config.episode.learning_rate)
+      reptile_tf.build_optimizer(optimizer, model)
+      return model, make_backdoor_eval_fn(model, optimizer, config)
+
+    self._replicas = parallel.ReplicaPool(make_replica,
+                                         parallelism or parallel.streams())
+    self.model = self._replicas.replicas[0][0]
     self._data = {k: tf.constant(v) for k, v in data.items()}
     self._seed = [seed, 0xBD]
 
   def curves(self, weights) -> dict[str, np.ndarray]:
     """{metric: mean over episodes, [points]} at `config.curve_steps`."""
-    values = self._fn(weights, self._data, self._seed)
-    return {k: np.asarray(tf.reduce_mean(v, axis=0)) for k, v in values.items()}
+    chunks = parallel.split_range(self.config.episode.episodes,
+                                  self._replicas.size)
+    parts = self._replicas.map(
+        lambda replica, chunk: replica[1](weights, self._data, self._seed,
+                                          chunk), chunks)
+    return {k: np.mean(np.concatenate([np.asarray(p[k]) for p in parts]),
+                       axis=0) for k in METRICS}
 
   def __call__(self, weights) -> dict[str, float]:
     """The metrics after the full fine-tuning, averaged over episodes."""

@@ -71,24 +71,30 @@ def fine_tune_and_score(model, optimizer, weights: w.Weights,
 
 
 def make_meta_test_fn(model: tf.keras.Model, optimizer, config: EvalConfig):
-  """Builds `meta_test(weights, pool, seed) -> per-episode accuracies [E]`.
+  """Builds `meta_test(weights, pool, seed, start=0, stop=E) -> accuracies
+  [stop - start]` of episodes start..stop-1 (of E = `config.episodes`; each
+  a function of `seed` and its index, so chunks run apart equal one run).
 
   The model's weights are restored to `weights` when it returns.
   """
 
   @tf.function
-  def meta_test(weights, pool, seed):
-    accuracies = tf.TensorArray(tf.float32, size=config.episodes)
-    for i in tf.range(config.episodes):
+  def episodes_range(weights, pool, seed, start, stop):
+    accuracies = tf.TensorArray(tf.float32, size=stop - start)
+    for i in tf.range(start, stop):
       episode_seed = episodes_lib.fold_seed(seed, i)
       episode = episodes_lib.sample_episode(
           pool, ways=config.ways, shots=config.shots, queries=config.queries,
           seed=episode_seed)
-      accuracies = accuracies.write(i, fine_tune_and_score(
+      accuracies = accuracies.write(i - start, fine_tune_and_score(
           model, optimizer, weights, episode, config=config,
           seed=episodes_lib.fold_seed(episode_seed,
                                       episodes_lib.STREAM_MINIBATCH)))
     w.assign(model.trainable_variables, weights)
     return accuracies.stack()
+
+  def meta_test(weights, pool, seed, start=0, stop=config.episodes):
+    return episodes_range(weights, pool, seed, tf.constant(start, tf.int32),
+                          tf.constant(stop, tf.int32))
 
   return meta_test

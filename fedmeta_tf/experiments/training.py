@@ -31,6 +31,7 @@ from fedmeta_tf.meta import weights as w
 from fedmeta_tf.models import conv4
 from fedmeta_tf.models import export
 from fedmeta_tf.reporting import release
+from fedmeta_tf.runtime import parallel
 
 
 class Runtime(enum.Enum):
@@ -156,11 +157,18 @@ class MetaTester:
   """Meta-test accuracy of given weights on the split's meta-test classes."""
 
   def __init__(self, model_fn, config: TrainingConfig, pool: np.ndarray):
-    self.model = model_fn()
-    optimizer = reptile_tf.make_inner_optimizer(config.evaluation.learning_rate)
-    reptile_tf.build_optimizer(optimizer, self.model)
-    self._fn = meta_test_lib.make_meta_test_fn(self.model, optimizer,
-                                               config.evaluation)
+    self._episodes = config.evaluation.episodes
+
+    def make_replica():  # one per parallel stream (runtime/parallel.py)
+      model = model_fn()
+      optimizer = reptile_tf.make_inner_optimizer(
+          config.evaluation.learning_rate)
+      reptile_tf.build_optimizer(optimizer, model)
+      return model, meta_test_lib.make_meta_test_fn(model, optimizer,
+                                                    config.evaluation)
+
+    self._replicas = parallel.ReplicaPool(make_replica, parallel.streams())
+    self.model = self._replicas.replicas[0][0]
     self._pool = tf.constant(pool)
     self._seed = config.seed
 
@@ -169,8 +177,11 @@ class MetaTester:
     # compare models, not episode draws.
     del round_num
     seed = tf.constant([self._seed, 0x7E57], tf.int64)
-    accs = self._fn([tf.constant(v) for v in weights], self._pool, seed)
-    return float(tf.reduce_mean(accs))
+    weights = [tf.constant(v) for v in weights]
+    parts = self._replicas.map(
+        lambda replica, chunk: replica[1](weights, self._pool, seed, *chunk),
+        parallel.split_range(self._episodes, self._replicas.size))
+    return float(np.mean(np.concatenate([np.asarray(p) for p in parts])))
 
 
 def run_training(config: TrainingConfig, output_dir: str) -> dict:

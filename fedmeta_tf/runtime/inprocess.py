@@ -15,7 +15,7 @@ experiment loop: `initialize()`, `next(state, client_ids)`,
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +24,7 @@ from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import server_tf
 from fedmeta_tf.meta import weights as w
+from fedmeta_tf.runtime import parallel
 from fedmeta_tf.tff_process import aggregators as aggregators_lib
 from fedmeta_tf.tff_process import fault_tolerance
 
@@ -56,7 +57,11 @@ class InProcessRunner(RoundRunner):
                client_work: client_work_lib.ClientWork, inner_lr: float,
                aggregator: str, secure_sum_bound: float,
                max_update_norm: float = (
-                   fault_tolerance.DEFAULT_MAX_UPDATE_NORM)):
+                   fault_tolerance.DEFAULT_MAX_UPDATE_NORM),
+               parallel_clients: Optional[int] = None):
+    """`parallel_clients`: clients trained at once, each on its own model
+    replica (`runtime/parallel.py`; default `parallel.streams()`); the
+    round's result does not depend on it."""
     aggregators_lib.build_aggregator(aggregator,
                                      secure_sum_bound=secure_sum_bound)
     self._max_update_norm = max_update_norm
@@ -68,12 +73,18 @@ class InProcessRunner(RoundRunner):
         aggregators_lib.AggregatorName.SECURE_MEAN,
         aggregators_lib.AggregatorName.MEAN) else name.value
     self._bound = secure_sum_bound
-    self._model = model_fn()
-    self._optimizer = reptile_tf.make_inner_optimizer(inner_lr)
-    reptile_tf.build_optimizer(self._optimizer, self._model)
     self._client_work = client_work
-    self._client_update = client_work_lib.make_client_update_fn(
-        client_work, self._model, self._optimizer)
+
+    def make_replica():
+      model = model_fn()
+      optimizer = reptile_tf.make_inner_optimizer(inner_lr)
+      reptile_tf.build_optimizer(optimizer, model)
+      return model, client_work_lib.make_client_update_fn(client_work, model,
+                                                          optimizer)
+
+    self._replicas = parallel.ReplicaPool(
+        make_replica, parallel_clients or parallel.streams())
+    self._model = self._replicas.replicas[0][0]
     self._server_update = tf.function(server_tf.server_update)
 
   def initialize(self):
@@ -82,10 +93,14 @@ class InProcessRunner(RoundRunner):
   def next(self, state, client_ids):
     updates = []
     upper_clipped = lower_clipped = excluded = 0
-    for client_id in client_ids:
+
+    def client_update(replica, client_id):
+      _, update_fn = replica
       data = self._client_work.make_client_data(client_id)
-      output = self._client_update(state.weights, data, state.round_num)
-      update = [u.numpy() for u in output.update]
+      output = update_fn(state.weights, data, state.round_num)
+      return [u.numpy() for u in output.update]
+
+    for update in self._replicas.map(client_update, list(client_ids)):
       if self._secure:
         # As fault_tolerance.FaultTolerantSecureMeanFactory: faulty updates
         # are excluded before the (secure) sum and the mean.

@@ -1,0 +1,136 @@
+r"""In-process parallelism: clients and evaluation episodes side by side.
+
+    .venv/bin/python -m benchmarks.parallel [--quick] [--parallelism=1,0]
+        [--clients=3] [--iterations=10] [--eval_episodes=20] [--repeats=2]
+
+For each --parallelism value (0: automatic, what the binaries use by
+default; 1: one item at a time with TensorFlow's default threads, the
+driver before `runtime/parallel.py`), in a fresh subprocess (TensorFlow
+fixes its thread pools at start-up):
+  - seconds per federated round, in-process driver, --clients clients of
+    Conv4 28x28 (64 filters) Reptile with E = --iterations (x 5 episodes x
+    10 steps), the round of `benchmarks.throughput`;
+  - seconds per backdoor evaluation (`BackdoorEvaluator`, 5-way 5-shot,
+    50 fine-tuning steps, --eval_episodes episodes), the per-round cost of
+    Experiment 1.
+Each is the fastest of --repeats after a warm-up call. Prints both, the
+speed-ups over the first value, and checks that the results agree.
+--quick: --iterations=2 --eval_episodes=6 --repeats=1.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from benchmarks import machine
+from benchmarks.workloads import round_seconds
+from benchmarks.workloads import round_setup
+from binaries import common
+from fedmeta_tf.evaluation import backdoor
+from fedmeta_tf.evaluation import meta_test
+from fedmeta_tf.models import conv4
+from fedmeta_tf.runtime import inprocess
+from fedmeta_tf.runtime import parallel
+
+_PARALLELISM = flags.DEFINE_list(
+    "parallelism", ["1", "0"],
+    "Values to compare (0: automatic); the first is the baseline.")
+_CLIENTS = flags.DEFINE_integer("clients", 3, "Clients per round.")
+_ITERATIONS = flags.DEFINE_integer("iterations", 10, "E per client and round.")
+_EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 20,
+                                      "Backdoor evaluation episodes.")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Timed repeats (fastest kept).")
+_QUICK = flags.DEFINE_bool("quick", False,
+                           "--iterations=2 --eval_episodes=6 --repeats=1.")
+_CHILD = flags.DEFINE_integer(
+    "child", None, "Internal: measure with this --parallelism, print JSON.")
+
+
+def _eval_data(rng):
+  def images(*shape):
+    return rng.integers(0, 256, (*shape, 28, 28, 1), dtype=np.uint8)
+  return backdoor.eval_data(
+      main_pool=images(50, 15), target_images=images(20),
+      backdoor_pool=images(4, 10), attack_train=images(20),
+      attack_val=images(20), meta_test_pool=images(50, 15))
+
+
+def measure(value: int, iterations: int, clients: int, episodes: int,
+            repeats: int) -> dict:
+  """Round and evaluation seconds in this process at --parallelism=value."""
+  streams = parallel.configure(value, clients)
+  job, _ = round_setup(iterations, clients)
+  round_s = round_seconds(lambda: inprocess.InProcessRunner(**job),
+                          list(range(clients)), repeats)
+  model_fn = lambda: conv4.build_conv4((28, 28, 1), 5, seed=0)
+  evaluator = backdoor.BackdoorEvaluator(
+      model_fn, config=backdoor.BackdoorEvalConfig(
+          episode=meta_test.EvalConfig(episodes=episodes)),
+      data=_eval_data(np.random.default_rng(0)), seed=0)
+  weights = [v.numpy() for v in evaluator.model.trainable_variables]
+  result = evaluator(weights)  # warm-up (tracing)
+  eval_s = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    evaluator(weights)
+    eval_s = min(eval_s, time.perf_counter() - start)
+  return {"streams": streams, "round_s": round_s, "eval_s": eval_s,
+          "main_task_accuracy": result["main_task_accuracy"]}
+
+
+def _run_child(value: int, iterations, clients, episodes, repeats) -> dict:
+  out = subprocess.run(
+      [sys.executable, "-m", "benchmarks.parallel", f"--child={value}",
+       f"--iterations={iterations}", f"--clients={clients}",
+       f"--eval_episodes={episodes}", f"--repeats={repeats}"],
+      capture_output=True, text=True, check=False,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+  if out.returncode or not lines:
+    raise RuntimeError(f"parallelism {value} child failed (exit "
+                       f"{out.returncode}): "
+                       f"{out.stderr.strip().splitlines()[-1:]}")
+  return json.loads(lines[-1])
+
+
+@common.user_errors_exit_2
+def main(argv):
+  del argv
+  iterations, episodes, repeats = (_ITERATIONS.value, _EVAL_EPISODES.value,
+                                   _REPEATS.value)
+  if _QUICK.value:
+    iterations, episodes, repeats = 2, 6, 1
+  if _CHILD.value is not None:
+    print(json.dumps(measure(_CHILD.value, iterations, _CLIENTS.value,
+                             episodes, repeats)))
+    return
+  try:
+    values = [int(v) for v in _PARALLELISM.value]
+  except ValueError:
+    raise ValueError(f"--parallelism must be integers >= 0, got "
+                     f"{_PARALLELISM.value}") from None
+  if not values or min(values) < 0:
+    raise ValueError(f"--parallelism must be integers >= 0, got {values}")
+  machine.print_machine()
+  base = None
+  for value in values:
+    figures = _run_child(value, iterations, _CLIENTS.value, episodes, repeats)
+    base = base or figures
+    print(f"--parallelism={value} ({figures['streams']} streams): round "
+          f"({_CLIENTS.value} clients x {iterations * 50} steps) "
+          f"{figures['round_s']:.2f} s, speed-up "
+          f"{base['round_s'] / figures['round_s']:.2f}x; backdoor evaluation "
+          f"({episodes} episodes) {figures['eval_s']:.2f} s, speed-up "
+          f"{base['eval_s'] / figures['eval_s']:.2f}x; main-task accuracy "
+          f"{figures['main_task_accuracy']:.4f} (baseline "
+          f"{base['main_task_accuracy']:.4f})", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=common.parse_flags)
