@@ -24,10 +24,9 @@ def cpu_model() -> str:
 
 
 def usable_cores() -> int:
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # not Linux
-    return os.cpu_count() or 1
+  """Cores this process may run on (what `--parallelism` divides)."""
+  from fedmeta_tf.runtime import parallel  # pylint: disable=g-import-not-at-top
+  return parallel.available_cores()
 
 
 def memory_gib() -> float:

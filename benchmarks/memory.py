@@ -25,16 +25,14 @@ with M.
 """
 
 import json
-import os
 import resource
-import subprocess
-import sys
 
 from absl import app
 from absl import flags
 import numpy as np
 
 from benchmarks import machine
+from benchmarks import workloads
 from binaries import common
 # Imported here, not in the child's function: TF/Keras first imported under
 # absl's app.run builds a broken Flatten layer (seen with TF 2.14).
@@ -105,17 +103,9 @@ def run_child(runtime: str, per_round: int, num_clients: int) -> dict:
 
 
 def _run_child(runtime: str, per_round: int, num_clients: int) -> dict:
-  result = subprocess.run(
-      [sys.executable, "-m", "benchmarks.memory",
-       f"--child={runtime}:{per_round}:{num_clients}"],
-      capture_output=True, text=True, check=False,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-  lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
-  if result.returncode or not lines:
-    raise RuntimeError(f"memory child {runtime} K={per_round} M={num_clients}"
-                       f" failed (exit {result.returncode}): "
-                       f"{result.stderr.strip().splitlines()[-1:]}")
-  return json.loads(lines[-1])
+  return workloads.run_json_child(
+      "benchmarks.memory", [f"--child={runtime}:{per_round}:{num_clients}"],
+      f"memory child {runtime} K={per_round} M={num_clients}")
 
 
 def _ints(name, values) -> list[int]:

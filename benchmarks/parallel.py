@@ -19,9 +19,6 @@ speed-ups over the first value, and checks that the results agree.
 """
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 from absl import app
@@ -30,6 +27,7 @@ import numpy as np
 
 from benchmarks import machine
 from benchmarks.workloads import round_seconds
+from benchmarks.workloads import run_json_child
 from benchmarks.workloads import round_setup
 from binaries import common
 from fedmeta_tf.evaluation import backdoor
@@ -85,18 +83,11 @@ def measure(value: int, iterations: int, clients: int, episodes: int,
 
 
 def _run_child(value: int, iterations, clients, episodes, repeats) -> dict:
-  out = subprocess.run(
-      [sys.executable, "-m", "benchmarks.parallel", f"--child={value}",
-       f"--iterations={iterations}", f"--clients={clients}",
+  return run_json_child(
+      "benchmarks.parallel",
+      [f"--child={value}", f"--iterations={iterations}", f"--clients={clients}",
        f"--eval_episodes={episodes}", f"--repeats={repeats}"],
-      capture_output=True, text=True, check=False,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-  lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-  if out.returncode or not lines:
-    raise RuntimeError(f"parallelism {value} child failed (exit "
-                       f"{out.returncode}): "
-                       f"{out.stderr.strip().splitlines()[-1:]}")
-  return json.loads(lines[-1])
+      f"parallelism {value} child")
 
 
 @common.user_errors_exit_2

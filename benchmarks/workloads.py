@@ -6,6 +6,10 @@
     28x28, secure-sum mean) and the mean time of its rounds.
 """
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -16,6 +20,20 @@ from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
 
 WAYS, EXAMPLES_PER_CLASS = 5, 10
+
+
+def run_json_child(module: str, args: list[str], what: str) -> dict:
+  """Runs `python -m module *args` in a fresh process (TensorFlow's thread
+  pools and peak memory are per process) and returns the JSON object of its
+  last line that starts with '{'; RuntimeError naming `what` if it fails."""
+  result = subprocess.run([sys.executable, "-m", module, *args],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
+  if result.returncode or not lines:
+    raise RuntimeError(f"{what} failed (exit {result.returncode}): "
+                       f"{result.stderr.strip().splitlines()[-1:]}")
+  return json.loads(lines[-1])
 
 
 def parse_shape(text: str) -> tuple[tuple[int, int, int], int]:

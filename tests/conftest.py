@@ -8,12 +8,20 @@ import numpy as np
 import pytest
 
 from fedmeta_tf.data import class_pool
+from fedmeta_tf.runtime import parallel
 
 # Binaries' main() reads flags; tests set them with absl's flagsaver.
 flags.FLAGS.mark_as_parsed()
 
 SHARED_OMNIGLOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                "data", "omniglot", "omniglot_28.npz")
+
+
+@pytest.fixture(autouse=True)
+def _restore_parallel_streams(monkeypatch):
+  """A binary's main() sets the process-wide stream count
+  (runtime/parallel.py); each test starts from the sequential default."""
+  monkeypatch.setattr(parallel, "_streams", 1)
 
 
 def tiny_pool(num_classes=12, examples=8, size=28, channels=1, seed=0):

@@ -116,6 +116,7 @@ def _worker_context_class():
   (WorkerLostError) once the worker has been unreachable for `retry_s`:
   TFF's own context retries unavailable workers forever."""
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  from tensorflow_federated.python.common_libs import async_utils  # pylint: disable=g-import-not-at-top
   from tensorflow_federated.python.core.impl.executors import executors_errors  # pylint: disable=g-import-not-at-top
 
   base = tff.framework.AsyncExecutionContext
@@ -123,13 +124,26 @@ def _worker_context_class():
   unretried_invoke = getattr(base.invoke, "__wrapped__", base.invoke)
 
   class WorkerContext(base):
+    """One worker's context, on its own event-loop thread.
+
+    TFF's RemoteExecutor makes blocking gRPC calls inside its coroutines
+    (`compute` waits for the worker to finish training its clients). On the
+    mergeable context's single event loop those calls would run the workers
+    one after another; each worker's calls run on a loop of their own, so
+    the workers train at the same time.
+    """
 
     def __init__(self, target: str, retry_s: float, **kwargs):
       super().__init__(**kwargs)
       self._target = target
       self._retry_s = retry_s
+      self._loop = async_utils.AsyncThreadRunner()
 
     async def invoke(self, comp, arg):
+      return await self._loop.await_coro_and_return_result(
+          self._invoke_retrying(comp, arg))
+
+    async def _invoke_retrying(self, comp, arg):
       deadline = time.monotonic() + self._retry_s
       wait_s = 0.1
       while True:
