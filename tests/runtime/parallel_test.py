@@ -46,6 +46,18 @@ def test_replica_pool_keeps_item_order_and_lends_each_replica_once():
   assert len({r % 10 for r in results}) > 1  # the work was spread
 
 
+def test_replica_pool_raises_the_failing_items_error():
+  def work(replica, item):
+    if item in (3, 5):
+      raise ValueError(f"item {item}")
+    return item
+
+  pool = parallel.ReplicaPool(lambda: None, 2)
+  with pytest.raises(ValueError, match="item [35]"):
+    pool.map(work, list(range(8)))
+  assert pool.map(work, [0, 1, 2]) == [0, 1, 2]  # still usable
+
+
 def test_replica_pool_rejects_zero():
   with pytest.raises(ValueError, match="parallelism must be positive"):
     parallel.ReplicaPool(lambda: None, 0)
