@@ -39,7 +39,12 @@ _PRUNING_RATE = flags.DEFINE_float(
     "pruning_rate", 0.5, "p of the majority vote's client masks.")
 _ACCURACY_DROP = flags.DEFINE_float(
     "accuracy_drop", 0.01,
-    "Stop pruning / decreasing Delta before accuracy drops more than this.")
+    "Stop pruning before accuracy drops more than this (and decreasing Delta, "
+    "unless --delta_accuracy_drop is given).")
+_DELTA_ACCURACY_DROP = flags.DEFINE_float(
+    "delta_accuracy_drop", None,
+    "Stop decreasing Delta before accuracy drops more than this below the "
+    "pruned model's (default: --accuracy_drop).")
 _PRUNE_STEP = flags.DEFINE_integer("prune_step", 1,
                                    "Channels per step of the pruning curve.")
 _DELTA_MAX = flags.DEFINE_float("delta_max", 5.0, "First Delta tried.")
@@ -73,7 +78,9 @@ def config_from_flags() -> defense.PruningConfig:
                      -_DELTA_STEP.value)
   return defense.PruningConfig(
       vote=_VOTE.value, pruning_rate=_PRUNING_RATE.value,
-      accuracy_drop=_ACCURACY_DROP.value, prune_step=_PRUNE_STEP.value,
+      accuracy_drop=_ACCURACY_DROP.value,
+      delta_accuracy_drop=_DELTA_ACCURACY_DROP.value,
+      prune_step=_PRUNE_STEP.value,
       deltas=tuple(float(d) for d in np.round(deltas, 6)),
       stop_metric=_STOP_METRIC.value, stop_rule=_STOP_RULE.value,
       fine_tune_rounds=_FINE_TUNE_ROUNDS.value)

@@ -62,6 +62,10 @@ _SOURCE_LABEL = flags.DEFINE_integer("source_label", 9,
 _TARGET_LABEL = flags.DEFINE_integer("target_label", 1, "Backdoor target.")
 _BOOST = flags.DEFINE_float(
     "boost", 3.0, "Model replacement amplification alpha (1: none).")
+_ATTACK_START_ROUND = flags.DEFINE_integer(
+    "attack_start_round", 1,
+    "First round (1-based) in which the attackers poison and boost; before "
+    "it they train like benign clients.")
 _POISON_COPIES = flags.DEFINE_integer(
     "poison_copies", 1, "Keyed copies of each source image the attacker adds.")
 _KEY_SIZE = flags.DEFINE_integer("key_size", 4, "Side of the pixel pattern.")
@@ -86,6 +90,7 @@ def config_from_flags() -> training.SupervisedConfig:
       hidden=_HIDDEN.value, head=_HEAD.value, attack=_ATTACK.value,
       num_attackers=_NUM_ATTACKERS.value, source_label=_SOURCE_LABEL.value,
       target_label=_TARGET_LABEL.value, boost=_BOOST.value,
+      attack_start_round=_ATTACK_START_ROUND.value,
       poison_copies=_POISON_COPIES.value, key_size=_KEY_SIZE.value,
       key_position=_KEY_POSITION.value,
       aggregator=_AGGREGATOR.value, runtime=_RUNTIME.value)

@@ -14,7 +14,7 @@ w_{t+1} = w_t + (1/N) sum_i update_i, the paper's simplified FedAvg.
 from __future__ import annotations
 
 import collections
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -38,12 +38,20 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
       alpha for model replacement).
     learning_rate, epochs, batch_size: local SGD.
     run_seed: mini-batch order is a function of (run_seed, round, client).
+    clean_sizes: per client, how many leading examples are its own clean
+      data (an attacker's keyed copies follow them); default: all.
+    attack_from: per client, the first round (0-based, the server state's
+      round_num) in which it trains on all its examples and applies its
+      boost; before it, it trains on its clean examples with boost 1, like
+      a benign client. Default: 0 (from the first round).
   """
 
   def __init__(self, *, client_datasets: Sequence[tuple[np.ndarray,
                                                         np.ndarray]],
                boosts: Sequence[float], learning_rate: float, epochs: int,
-               batch_size: int, run_seed: int):
+               batch_size: int, run_seed: int,
+               clean_sizes: Optional[Sequence[int]] = None,
+               attack_from: Optional[Sequence[int]] = None):
     if len(boosts) != len(client_datasets):
       raise ValueError(f"need one boost per client, got {len(boosts)} for "
                        f"{len(client_datasets)} clients")
@@ -53,6 +61,19 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
     for i, (x, _) in enumerate(client_datasets):
       if len(x) == 0:
         raise ValueError(f"client {i} has no examples")
+    sizes = [len(x) for x, _ in client_datasets]
+    clean_sizes = sizes if clean_sizes is None else [int(c) for c in
+                                                     clean_sizes]
+    attack_from = ([0] * len(sizes) if attack_from is None else
+                   [int(r) for r in attack_from])
+    if len(clean_sizes) != len(sizes) or len(attack_from) != len(sizes):
+      raise ValueError("need one clean size and one attack_from per client")
+    for i, (c, n, r) in enumerate(zip(clean_sizes, sizes, attack_from)):
+      if not 1 <= c <= n or r < 0:
+        raise ValueError(f"client {i}: need 1 <= clean size <= {n} and "
+                         f"attack_from >= 0, got {c}, {r}")
+    self.clean_sizes = clean_sizes
+    self.attack_from = attack_from
     self.client_datasets = list(client_datasets)
     self.boosts = [float(b) for b in boosts]
     self.learning_rate = learning_rate
@@ -65,20 +86,31 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
         x=tf.TensorSpec([None, *image_shape], tf.uint8),
         y=tf.TensorSpec([None], tf.int32),
         boost=tf.TensorSpec([], tf.float32),
-        client_id=tf.TensorSpec([], tf.int32))
+        client_id=tf.TensorSpec([], tf.int32),
+        num_clean=tf.TensorSpec([], tf.int32),
+        attack_from=tf.TensorSpec([], tf.int32))
 
   def make_client_data(self, client_id):
     x, y = self.client_datasets[client_id]
     return collections.OrderedDict(x=x, y=np.asarray(y, np.int32),
                                    boost=np.float32(self.boosts[client_id]),
-                                   client_id=np.int32(client_id))
+                                   client_id=np.int32(client_id),
+                                   num_clean=np.int32(
+                                       self.clean_sizes[client_id]),
+                                   attack_from=np.int32(
+                                       self.attack_from[client_id]))
 
   def update(self, model, optimizer, weights, client_data, round_num):
     del optimizer  # plain SGD, no optimizer state
     variables = model.trainable_variables
     w.assign(variables, weights)
     x, y = client_data["x"], client_data["y"]
-    n = tf.shape(y)[0]
+    attacking = (tf.cast(round_num, tf.int64)
+                 >= tf.cast(client_data["attack_from"], tf.int64))
+    # Before its first attack round an attacker is a benign client: its
+    # clean (leading) examples only, boost 1.
+    n = tf.where(attacking, tf.shape(y)[0], client_data["num_clean"])
+    boost = tf.where(attacking, client_data["boost"], 1.0)
     batch = tf.minimum(self.batch_size, n)
     steps = self.epochs * ((n + batch - 1) // batch)
     seed = episodes_lib.fold_seed(self.run_seed, episodes_lib.STREAM_TRAIN,
@@ -93,6 +125,5 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
       grads = tape.gradient(loss, variables)
       for var, grad in zip(variables, grads):
         var.assign_sub(self.learning_rate * grad)
-    update = w.scale(w.subtract(w.read(variables), list(weights)),
-                     client_data["boost"])
+    update = w.scale(w.subtract(w.read(variables), list(weights)), boost)
     return client_work_lib.ClientOutput(update=update, loss=loss)

@@ -70,6 +70,7 @@ class SupervisedConfig:
   source_label: int = 9
   target_label: int = 1
   boost: float = 3.0
+  attack_start_round: int = 1
   poison_copies: int = 1
   key_size: int = 4
   key_position: str = "corner"
@@ -93,6 +94,9 @@ class SupervisedConfig:
       raise ValueError("source_label and target_label must differ")
     if self.attack is not Attack.NONE and self.num_attackers < 1:
       raise ValueError(f"num_attackers must be >= 1, got {self.num_attackers}")
+    if self.attack_start_round < 1:
+      raise ValueError(f"attack_start_round must be >= 1, got "
+                       f"{self.attack_start_round}")
     if not self.boost >= 1:
       raise ValueError(f"boost (alpha) must be >= 1, got {self.boost}")
     if self.head not in model_lib.HEADS:
@@ -114,6 +118,7 @@ class SupervisedConfig:
     d["filters"] = tuple(d["filters"])
     d.setdefault("head", "flatten")
     d.setdefault("key_position", "corner")
+    d.setdefault("attack_start_round", 1)
     return cls(**d)
 
 
@@ -136,14 +141,22 @@ class Federation:
         self.data.image_shape, self.data.num_labels, filters=c.filters,
         hidden=c.hidden, head=c.head, seed=c.seed)
 
-  def client_work(self) -> client_work_lib.SupervisedFedAvg:
+  def client_work(self, *, after_training: bool = False
+                  ) -> client_work_lib.SupervisedFedAvg:
+    """The clients' work; `after_training`: for rounds that follow the
+    training (fine-tuning), where the attackers attack from the first one
+    whatever `attack_start_round` is (the runner counts rounds from 0)."""
     c = self.config
+    start = 0 if after_training else c.attack_start_round - 1
     boosts = [c.boost if i in self.attackers else 1.0
               for i in range(c.num_clients)]
     return client_work_lib.SupervisedFedAvg(
         client_datasets=self.client_datasets, boosts=boosts,
         learning_rate=c.learning_rate, epochs=c.epochs,
-        batch_size=c.batch_size, run_seed=c.seed)
+        batch_size=c.batch_size, run_seed=c.seed,
+        clean_sizes=[len(x) for x, _ in self.clean_datasets],
+        attack_from=[start if i in self.attackers else 0
+                     for i in range(c.num_clients)])
 
 
 def load_task(config: SupervisedConfig) -> data_lib.SupervisedData:

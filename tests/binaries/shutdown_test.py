@@ -50,7 +50,14 @@ def test_signal_mid_run_stops_the_worker(tmp_path, sig):
     assert time.time() < deadline
     workers = _workers_of(proc)
     time.sleep(0.2)
-  time.sleep(2)  # let it start a round
+  # Signal once it has finished a round (metrics.csv written): mid-run, not
+  # while it is still starting up (a fixed wait was too short on a loaded
+  # machine).
+  metrics = tmp_path / "runs" / "tiny" / "metrics.csv"
+  while not metrics.exists():
+    assert proc.poll() is None, proc.stderr.read()
+    assert time.time() < deadline
+    time.sleep(0.2)
   proc.send_signal(sig)
   proc.wait(timeout=60)
   gone, alive = psutil.wait_procs(workers, timeout=10)

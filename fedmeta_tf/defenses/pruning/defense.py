@@ -14,7 +14,11 @@
        outside mu +- Delta*sigma, starting from a large Delta and decreasing
        it until the accuracy drops (same rule, the reference being step 2's
        model; Fig. 5: "selecting the Delta value that test accuracy begins
-       to decrease");
+       to decrease"). Its tolerance `delta_accuracy_drop` is separate from
+       the pruning stage's: Section IV lets pruning go on to "the maximum
+       pruning rate with an acceptable test accuracy" (Table V loses ~5
+       points in that stage), while Delta stops where accuracy *begins* to
+       decrease;
     4. optional federated fine-tuning rounds of the pruned model (IV-D),
        then step 3 again.
 
@@ -46,7 +50,10 @@ class PruningConfig:
   Attributes:
     vote: ranking or majority vote.
     pruning_rate: p of the majority vote's client masks.
-    accuracy_drop: largest tolerated validation-accuracy loss per stage.
+    accuracy_drop: largest tolerated validation-accuracy loss of the
+      pruning stage.
+    delta_accuracy_drop: the same for the extreme-weight stage (relative to
+      the model it starts from); None: `accuracy_drop`.
     prune_step: channels added per evaluation of the pruning curve.
     deltas: Delta values tried, in the order tried (decreasing).
     stop_metric: the metric the stops watch ("val_accuracy": the server's
@@ -61,6 +68,7 @@ class PruningConfig:
   vote: voting.Vote = voting.Vote.RANKING
   pruning_rate: float = 0.5
   accuracy_drop: float = 0.01
+  delta_accuracy_drop: Optional[float] = None
   prune_step: int = 1
   deltas: tuple = tuple(np.round(np.arange(5.0, 0.49, -0.25), 2))
   stop_metric: str = "val_accuracy"
@@ -72,6 +80,10 @@ class PruningConfig:
       raise ValueError(f"pruning_rate must be in [0, 1], got {self.pruning_rate}")
     if not 0 <= self.accuracy_drop < 1:
       raise ValueError(f"accuracy_drop must be in [0, 1), got {self.accuracy_drop}")
+    if (self.delta_accuracy_drop is not None
+        and not 0 <= self.delta_accuracy_drop < 1):
+      raise ValueError(f"delta_accuracy_drop must be in [0, 1), got "
+                       f"{self.delta_accuracy_drop}")
     if self.prune_step < 1:
       raise ValueError(f"prune_step must be >= 1, got {self.prune_step}")
     if not self.deltas or min(self.deltas) <= 0:
@@ -85,6 +97,12 @@ class PruningConfig:
     if self.fine_tune_rounds < 0:
       raise ValueError(f"fine_tune_rounds must be >= 0, got "
                        f"{self.fine_tune_rounds}")
+
+  @property
+  def delta_drop(self) -> float:
+    """The extreme-weight stage's tolerated drop."""
+    return (self.accuracy_drop if self.delta_accuracy_drop is None
+            else self.delta_accuracy_drop)
 
 
 def pruning_order(client_activations: Sequence[np.ndarray],
@@ -145,16 +163,16 @@ def adjust_extreme_weights(weights: Weights, target: surgery.LayerTarget,
                            config: PruningConfig, reference: dict
                            ) -> tuple[Weights, dict, list[dict]]:
   """Step 3: the smallest Delta (tried in decreasing order) before the stop
-  metric drops more than `accuracy_drop` below `reference`'s.
+  metric drops more than `config.delta_drop` below `reference`'s.
 
   Returns (weights, the chosen row, the whole Delta curve)."""
   curve = delta_curve(weights, target, pruned, evaluate, config.deltas)
   chosen = stop_point([r[config.stop_metric] for r in curve],
-                      reference[config.stop_metric], config.accuracy_drop,
+                      reference[config.stop_metric], config.delta_drop,
                       config.stop_rule)
   row = curve[chosen]
   if row[config.stop_metric] < (reference[config.stop_metric]
-                                - config.accuracy_drop - 1e-12):
+                                - config.delta_drop - 1e-12):
     return list(weights), {**reference, "delta": None, "zeroed": 0}, curve
   adjusted, _ = surgery.zero_extreme_weights(weights, target, row["delta"],
                                              pruned)

@@ -58,7 +58,8 @@ def defend(federation: training.Federation, weights, config:
     return row
 
   def fine_tune(w, mask):
-    runner = training.make_runner(federation)
+    runner = training.make_runner(
+        federation, federation.client_work(after_training=True))
     state = runner.with_weights(runner.initialize(), w)
     tune_model = federation.model_fn()
     state = training.run_rounds(

@@ -63,6 +63,43 @@ def test_run_defense_prunes_dormant_backdoor_channel_and_extreme_weight():
   assert [r["pruned"] for r in result.pruning] == [0, 1, 2, 3, 4]
 
 
+def test_extreme_weight_stage_has_its_own_tolerance():
+  # Pruning may cost up to 3 points; Delta must stop where accuracy begins
+  # to fall (1 point below the pruned model), not spend the pruning budget.
+  kernel = np.linspace(-1.0, 1.0, 40, dtype=np.float32).reshape([1, 1, 10, 4])
+  target = surgery.LayerTarget(kernel=0, channel_vectors=(),
+                               activation_layer="x")
+
+  def evaluate(w):
+    k = w[0]
+    alive = np.abs(k).sum(axis=(0, 1, 2)) > 0
+    if not alive[2]:
+      return {"val_accuracy": 0.5, "test_accuracy": 0.5, "attack_success": 0.}
+    # Pruning channel 3 costs 2 points, each zeroed weight 0.4 points.
+    zeroed = int(np.sum((k == 0) & alive[None, None, None, :]))
+    acc = 0.9 - (0.0 if alive[3] else 0.02) - 0.004 * zeroed
+    return {"val_accuracy": acc, "test_accuracy": acc, "attack_success": 0.}
+
+  activations = [np.array([5., 4., 3., 0.1])]
+  # Outside mu +- Delta sigma of channels 0-2: 2, 6, 10 weights.
+  deltas = (1.6, 1.4, 1.2)
+  shared = defense.PruningConfig(accuracy_drop=0.03, deltas=deltas)
+  own = defense.PruningConfig(accuracy_drop=0.03, delta_accuracy_drop=0.01,
+                              deltas=deltas)
+  assert shared.delta_drop == 0.03 and own.delta_drop == 0.01
+  zeroed = {}
+  for name, config in (("shared", shared), ("own", own)):
+    result = defense.run_defense([kernel], target=target,
+                                 client_activations=activations,
+                                 evaluate=evaluate, config=config)
+    stages = {s["stage"]: s for s in result.stages}
+    np.testing.assert_array_equal(result.pruned, [3])  # within 3 points
+    zeroed[name] = stages["extreme_weights"]["num"]
+  assert zeroed == {"shared": 6, "own": 2}
+  with pytest.raises(ValueError, match="delta_accuracy_drop"):
+    defense.PruningConfig(delta_accuracy_drop=-0.1)
+
+
 def test_config_validation():
   with pytest.raises(ValueError, match="accuracy_drop"):
     defense.PruningConfig(accuracy_drop=1.5)
