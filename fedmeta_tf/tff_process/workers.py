@@ -88,7 +88,8 @@ class _DropUnusedAssertNoise(logging.Filter):
 
 
 def install_cleanup_handlers() -> None:
-  """Stops TFF workers at interpreter exit and on SIGTERM (idempotent)."""
+  """Stops TFF workers at interpreter exit and on SIGTERM / SIGINT
+  (idempotent)."""
   global _handlers_installed
   if _handlers_installed:
     return
@@ -96,4 +97,10 @@ def install_cleanup_handlers() -> None:
   atexit.register(_at_exit)
   if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
     signal.signal(signal.SIGTERM, _exit_on_signal)
+  # Ctrl-C too: Python's KeyboardInterrupt is lost when it fires inside a
+  # finalizer (`__del__`, weakref callbacks: "Exception ignored in ..."),
+  # which TF and TFF run often, and the run would go on; stopping the
+  # workers first makes the run end even then.
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _exit_on_signal)
   _handlers_installed = True

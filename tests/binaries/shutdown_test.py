@@ -62,7 +62,7 @@ def test_signal_mid_run_stops_the_worker(tmp_path, sig):
   proc.wait(timeout=60)
   gone, alive = psutil.wait_procs(workers, timeout=10)
   assert not alive, f"worker_binary left running after {sig.name}: {alive}"
-  assert proc.returncode != 0
+  assert proc.returncode != 0, proc.stderr.read()[-3000:]
   assert _no_temporary_files(tmp_path / "runs")
 
 
