@@ -23,8 +23,13 @@ def _start(tmp_path, **overrides):
   flags = tiny_flags(archive, tmp_path / "runs", runtime="tff", **overrides)
   args = [sys.executable, "-m", "binaries.train_fedmeta"] + [
       f"--{k}={v}" for k, v in flags.items()]
-  return subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+  # The child gets SIGINT's default disposition, as from a shell: an
+  # ignored SIGINT is inherited, and something earlier in the full suite
+  # leaves this process ignoring it (the test passes alone).
+  return subprocess.Popen(
+      args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+      text=True,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _workers_of(proc):
