@@ -68,8 +68,8 @@ def define_parallelism_flag():
       "Clients trained, and evaluation episodes fine-tuned, at once in this "
       "process (each on its own model replica, with cores/N intra-op "
       "threads); 0: automatic (1 on a GPU, else min(cores, clients per "
-      "round)). The TFF runtime's C++ worker runs clients concurrently by "
-      "itself.", lower_bound=0, allow_override=True)
+      "round or episodes per evaluation)). The TFF runtime's C++ worker runs "
+      "clients concurrently by itself.", lower_bound=0, allow_override=True)
 
 
 def configure_parallelism(value: int, typical_items: int) -> int:

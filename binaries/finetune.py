@@ -25,6 +25,7 @@ _STEPS = flags.DEFINE_integer("steps", 500, "Fine-tuning iterations.",
 _CURVE_EVERY = flags.DEFINE_integer(
     "curve_every", 10, "Record metrics every this many iterations.",
     allow_override=True)
+_PARALLELISM = common.define_parallelism_flag()
 
 
 @common.user_errors_exit_2
@@ -37,6 +38,7 @@ def main(argv):
       episodes=from_run_flags.EPISODES.value,
       cases=from_run_flags.CASES.value, clients=from_run_flags.clients(),
       checkpoint=from_run_flags.CHECKPOINT.value)
+  common.configure_parallelism(_PARALLELISM.value, config.episodes)
   summary = finetune.run_finetune(run_dir, config,
                                   overwrite=from_run_flags.OVERWRITE.value)
   logging.info("done: %s", summary)

@@ -251,9 +251,8 @@ class BackdoorEvaluator:
     self.config = config
 
     def make_replica():
-      model = model_fn()
-      optimizer = reptile_tf.make_inner_optimizer(config.episode.learning_rate)
-      reptile_tf.build_optimizer(optimizer, model)
+      model, optimizer = reptile_tf.make_learner(
+          model_fn, config.episode.learning_rate)
       return model, make_backdoor_eval_fn(model, optimizer, config)
 
     self._replicas = parallel.ReplicaPool(make_replica,
@@ -264,11 +263,9 @@ class BackdoorEvaluator:
 
   def curves(self, weights) -> dict[str, np.ndarray]:
     """{metric: mean over episodes, [points]} at `config.curve_steps`."""
-    chunks = parallel.split_range(self.config.episode.episodes,
-                                  self._replicas.size)
-    parts = self._replicas.map(
+    parts = self._replicas.map_chunks(
         lambda replica, chunk: replica[1](weights, self._data, self._seed,
-                                          chunk), chunks)
+                                          chunk), self.config.episode.episodes)
     return {k: np.mean(np.concatenate([np.asarray(p[k]) for p in parts]),
                        axis=0) for k in METRICS}
 

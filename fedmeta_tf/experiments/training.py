@@ -160,10 +160,8 @@ class MetaTester:
     self._episodes = config.evaluation.episodes
 
     def make_replica():  # one per parallel stream (runtime/parallel.py)
-      model = model_fn()
-      optimizer = reptile_tf.make_inner_optimizer(
-          config.evaluation.learning_rate)
-      reptile_tf.build_optimizer(optimizer, model)
+      model, optimizer = reptile_tf.make_learner(
+          model_fn, config.evaluation.learning_rate)
       return model, meta_test_lib.make_meta_test_fn(model, optimizer,
                                                     config.evaluation)
 
@@ -178,9 +176,9 @@ class MetaTester:
     del round_num
     seed = tf.constant([self._seed, 0x7E57], tf.int64)
     weights = [tf.constant(v) for v in weights]
-    parts = self._replicas.map(
+    parts = self._replicas.map_chunks(
         lambda replica, chunk: replica[1](weights, self._pool, seed, *chunk),
-        parallel.split_range(self._episodes, self._replicas.size))
+        self._episodes)
     return float(np.mean(np.concatenate([np.asarray(p) for p in parts])))
 
 

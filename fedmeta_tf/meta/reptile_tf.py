@@ -81,6 +81,17 @@ def build_optimizer(optimizer: tf.keras.optimizers.Optimizer,
   optimizer.build(model.trainable_variables)
 
 
+def make_learner(model_fn: Callable[[], tf.keras.Model], learning_rate: float
+                 ) -> tuple[tf.keras.Model, tf.keras.optimizers.Optimizer]:
+  """A fresh model and its inner optimizer, built (slot variables created):
+  what one inner loop (a client update, a fine-tuning episode) trains with.
+  Called once per parallel stream, outside any tf.function."""
+  model = model_fn()
+  optimizer = make_inner_optimizer(learning_rate)
+  build_optimizer(optimizer, model)
+  return model, optimizer
+
+
 def reset_optimizer(optimizer: tf.keras.optimizers.Optimizer) -> None:
   """Zeroes the optimizer's step counter and moments."""
   for var in optimizer.variables:

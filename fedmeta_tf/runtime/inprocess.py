@@ -76,9 +76,7 @@ class InProcessRunner(RoundRunner):
     self._client_work = client_work
 
     def make_replica():
-      model = model_fn()
-      optimizer = reptile_tf.make_inner_optimizer(inner_lr)
-      reptile_tf.build_optimizer(optimizer, model)
+      model, optimizer = reptile_tf.make_learner(model_fn, inner_lr)
       return model, client_work_lib.make_client_update_fn(client_work, model,
                                                           optimizer)
 

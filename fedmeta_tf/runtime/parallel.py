@@ -159,6 +159,13 @@ class ReplicaPool(Generic[Replica]):
       raise errors[min(errors)]
     return results
 
+  def map_chunks(self, fn: Callable[[Replica, tuple[int, int]], Result],
+                 count: int) -> list[Result]:
+    """`fn(replica, (start, stop))` over `size` contiguous chunks of
+    range(count) (`split_range`), run at once; results in chunk order, ready
+    to concatenate."""
+    return self.map(fn, split_range(count, self.size))
+
 
 def split_range(count: int, parts: int) -> list[tuple[int, int]]:
   """[(start, stop)] of at most `parts` contiguous, near-equal, non-empty

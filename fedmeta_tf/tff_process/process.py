@@ -77,9 +77,7 @@ def build_fedmeta_process(
   @tff.tensorflow.computation(model_state_type, client_data_type)
   def client_update(model_state, client_data):
     # Variables are created here, outside the tf.function that trains them.
-    model = model_fn()
-    optimizer = reptile_tf.make_inner_optimizer(inner_lr)
-    reptile_tf.build_optimizer(optimizer, model)
+    model, optimizer = reptile_tf.make_learner(model_fn, inner_lr)
     update_fn = client_work_lib.make_client_update_fn(client_work, model,
                                                       optimizer)
     output = update_fn(model_state["weights"], client_data,

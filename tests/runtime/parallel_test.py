@@ -58,6 +58,14 @@ def test_replica_pool_raises_the_failing_items_error():
   assert pool.map(work, [0, 1, 2]) == [0, 1, 2]  # still usable
 
 
+def test_map_chunks_splits_the_range_into_one_chunk_per_replica():
+  pool = parallel.ReplicaPool(lambda: None, 3)
+  parts = pool.map_chunks(lambda replica, chunk: chunk, 10)
+  assert parts == [(0, 3), (3, 6), (6, 10)]  # in order, ready to concatenate
+  # Fewer items than replicas: no empty chunks.
+  assert pool.map_chunks(lambda replica, chunk: chunk, 2) == [(0, 1), (1, 2)]
+
+
 def test_replica_pool_rejects_zero():
   with pytest.raises(ValueError, match="parallelism must be positive"):
     parallel.ReplicaPool(lambda: None, 0)

@@ -134,9 +134,7 @@ def local_meta_train(model_fn, weights, pool: np.ndarray,
                      seed) -> list[np.ndarray]:
   """Experiment 3(d): `iterations` of Algorithm 1's client work on the
   client's own classes, applied locally (theta + u); nothing is sent."""
-  model = model_fn()
-  optimizer = reptile_tf.make_inner_optimizer(config.inner_lr)
-  reptile_tf.build_optimizer(optimizer, model)
+  model, optimizer = reptile_tf.make_learner(model_fn, config.inner_lr)
   episode_fn = reptile_tf.pool_episode_fn(tf.constant(pool), config)
 
   @tf.function
