@@ -51,7 +51,10 @@ def _draw(ax, rows, prefix=""):
       ax.plot(xs, ys, color=colour, label=label, marker="." if len(xs) < 30
               else None)
   ax.set_ylim(-2, 102)
-  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+  # Ticks at 1, 2 or 5 x 10^k (0, 100, 200 or 0, 50, 100, ...), where the
+  # curves have their points (every 10 or 50 iterations), not at 60, 120.
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True,
+                                                steps=[1, 2, 5, 10]))
   ax.grid(alpha=0.3)
 
 
