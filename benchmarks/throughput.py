@@ -21,7 +21,11 @@ Prints the machine, then:
   2. `round`: seconds per federated round on the same work (same clients,
      same seeds) in the TFF runtime (C++ worker, secure-sum mean) and in the
      in-process driver, and their ratio (target <= 1.10): the fastest of
-     --rounds rounds after a warm-up round (tracing, compilation).
+     --rounds rounds after a warm-up round (tracing, compilation). The
+     in-process driver is timed twice: one client after another
+     (--parallelism=1) in this process, and with the binaries' automatic
+     --parallelism in a fresh process (`benchmarks.parallel`'s child: thread
+     pools are set per process), the fair comparison.
 --quick: fewer steps (about a minute on 2 cores).
 """
 
@@ -34,6 +38,7 @@ from benchmarks.workloads import inner_loop_rates
 from benchmarks.workloads import parse_shape
 from benchmarks.workloads import round_seconds
 from benchmarks.workloads import round_setup
+from benchmarks.workloads import run_json_child
 from fedmeta_tf.runtime import inprocess
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import runner
@@ -89,9 +94,18 @@ def main(argv):
           lambda: runner.TffRunner(**job, image_shape=(28, 28, 1)),
           clients, rounds)
     per_client = config.iterations * config.meta_batch * config.inner_steps
+    automatic = run_json_child(
+        "benchmarks.parallel",
+        ["--child=0", f"--iterations={iterations}",
+         f"--clients={len(clients)}", "--eval_episodes=2",
+         f"--repeats={rounds}"], "in-process round, automatic parallelism")
     print(f"round ({len(clients)} clients x {per_client} steps): "
-          f"in-process {local:.2f} s, TFF {federated:.2f} s, "
-          f"ratio TFF/in-process {federated / local:.3f} (target <= 1.10)")
+          f"in-process {local:.2f} s (1 stream), "
+          f"{automatic['round_s']:.2f} s ({automatic['streams']} streams, "
+          f"automatic), TFF {federated:.2f} s; ratio TFF/in-process "
+          f"{federated / local:.3f} (1 stream), "
+          f"{federated / automatic['round_s']:.3f} (automatic) "
+          f"(target <= 1.10)")
 
 
 if __name__ == "__main__":
