@@ -165,6 +165,9 @@ def main(argv):
   tff_workers = common.tff_workers_from_flag(_TFF_WORKERS.value,
                                              config.runtime)
   attack = attack_flags.attack_config_from_flags()  # Experiment 1 or None.
+  if attack is not None:
+    from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
+    backdoor_attack.check_pretrained_from(config, attack)
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
   if common.prepare_run_dir(output_dir,
                             [__name__, "__main__", attack_flags.__name__],
@@ -174,7 +177,6 @@ def main(argv):
     return
   run = training.run_training
   if attack is not None:
-    from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
     run = functools.partial(backdoor_attack.run_attack_experiment,
                             attack=attack)
   if config.runtime is training.Runtime.TFF:

@@ -188,6 +188,38 @@ def load_run(run_dir: str) -> tuple[training.TrainingConfig, AttackConfig]:
     return configs_from_json(json.load(f))
 
 
+def check_pretrained_from(config: training.TrainingConfig,
+                          attack: AttackConfig) -> None:
+  """ValueError unless `attack.pretrained_from` pre-trained what this run
+  would: same data, seed, federation, model and Reptile settings, the same
+  pre-training length, and benign clients holding the same classes (cases
+  (b) and (c) give them the backdoor classes, case (a) does not: SPEC.md §3).
+  The aggregator may differ (Experiment 3e starts from the FedAvg model)."""
+  if not attack.pretrained_from:
+    return
+  source, source_attack = load_run(attack.pretrained_from)
+  pairs = {name: (getattr(source, name), getattr(config, name)) for name in (
+      "dataset", "seed", "num_clients", "clients_per_round", "reptile",
+      "model_variant", "filters")}
+  pairs["pretrain_rounds"] = (source_attack.pretrain_rounds,
+                              attack.pretrain_rounds)
+  pairs["backdoor classes in benign training (case)"] = (
+      source_attack.backdoor.case.benign_train_on_backdoor,
+      attack.backdoor.case.benign_train_on_backdoor)
+  pairs["backdoor reserved classes"] = (
+      (source_attack.backdoor.num_backdoor_classes,
+       source_attack.backdoor.benign_examples, source_attack.backdoor.seed),
+      (attack.backdoor.num_backdoor_classes, attack.backdoor.benign_examples,
+       attack.backdoor.seed))
+  differ = [f"{name} {theirs} vs {ours}"
+            for name, (theirs, ours) in pairs.items() if theirs != ours]
+  if differ:
+    raise ValueError(
+        f"--pretrained_from={attack.pretrained_from}: that run pre-trained "
+        f"under other settings ({'; '.join(differ)}); pre-train from scratch "
+        "or point to a run with the same ones")
+
+
 def save_weights(run_dir: str, name: str, weights) -> str:
   os.makedirs(os.path.join(run_dir, CHECKPOINTS), exist_ok=True)
   path = os.path.join(run_dir, CHECKPOINTS, f"{name}.npz")

@@ -3,6 +3,8 @@
 import json
 import os
 
+import numpy as np
+
 from absl import flags
 from absl.testing import flagsaver
 import pytest
@@ -15,6 +17,16 @@ from tests.conftest import tiny_pool
 FLAGS = flags.FLAGS
 
 
+def _attack_flags(root, archive):
+  return dict(
+      dataset="archive", data_dir=archive, root_output_dir=str(root),
+      experiment_name="attack", runtime="inprocess", filters=4, rounds=2,
+      pretrain_rounds=1, episodes_per_round=1, meta_batch=2, inner_steps=2,
+      eval_inner_steps=2, eval_episodes=2, eval_every=1, attack="boosted",
+      attacker_iterations=2, attacker_inner_steps=2, backdoor_eval_episodes=2,
+      case="b")
+
+
 @pytest.fixture(scope="module")
 def attack_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
@@ -22,15 +34,47 @@ def attack_run(tmp_path_factory):
   class_pool.save_class_pool_archive(tiny_pool(num_classes=40, examples=20),
                                      archive)
   FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver(
-      dataset="archive", data_dir=archive, root_output_dir=str(root),
-      experiment_name="attack", runtime="inprocess", filters=4, rounds=2,
-      pretrain_rounds=1, episodes_per_round=1, meta_batch=2, inner_steps=2,
-      eval_inner_steps=2, eval_episodes=2, eval_every=1, attack="boosted",
-      attacker_iterations=2, attacker_inner_steps=2, backdoor_eval_episodes=2,
-      case="b"):
+  with flagsaver.flagsaver(**_attack_flags(root, archive)):
     train_fedmeta.main(["train_fedmeta"])
   return str(root / "attack")
+
+
+def _archive_of(run_dir):
+  return os.path.join(os.path.dirname(run_dir), "tiny.npz")
+
+
+def test_pretrained_from_starts_from_that_runs_pretrained_model(attack_run):
+  # Case (c) gives benign clients the same classes as (b); the aggregator may
+  # differ (Experiment 3e starts from the FedAvg model).
+  root = os.path.dirname(attack_run)
+  with flagsaver.flagsaver(**{**_attack_flags(root, _archive_of(attack_run)),
+                              "experiment_name": "from_pretrained", "case": "c",
+                              "rounds": 1, "aggregator": "median",
+                              "pretrained_from": attack_run}):
+    train_fedmeta.main(["train_fedmeta"])
+  ours = np.load(os.path.join(root, "from_pretrained", "checkpoints",
+                              "pretrained.npz"))
+  theirs = np.load(os.path.join(attack_run, "checkpoints", "pretrained.npz"))
+  assert ours.files == theirs.files
+  for name in ours.files:
+    np.testing.assert_array_equal(ours[name], theirs[name])
+
+
+@pytest.mark.parametrize("change,named", [
+    ({"case": "a"}, "case"), ({"seed": 1}, "seed"),
+    ({"pretrain_rounds": 2}, "pretrain_rounds")])
+def test_pretrained_from_refuses_a_run_pretrained_otherwise(
+    attack_run, capsys, change, named):
+  root = os.path.dirname(attack_run)
+  with flagsaver.flagsaver(**{**_attack_flags(root, _archive_of(attack_run)),
+                              "experiment_name": "refused",
+                              "pretrained_from": attack_run, **change}):
+    with pytest.raises(SystemExit) as e:
+      train_fedmeta.main(["train_fedmeta"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.count("\n") == 0 and "--pretrained_from=" in err and named in err
+  assert not os.path.exists(os.path.join(root, "refused"))  # nothing written
 
 
 def test_train_fedmeta_attack_writes_the_run_directory(attack_run):
