@@ -12,9 +12,13 @@ fixes its thread pools at start-up):
     10 steps), the round of `benchmarks.throughput`;
   - seconds per backdoor evaluation (`BackdoorEvaluator`, 5-way 5-shot,
     50 fine-tuning steps, --eval_episodes episodes), the per-round cost of
-    Experiment 1.
-Each is the fastest of --repeats after a warm-up call. Prints both, the
-speed-ups over the first value, and checks that the results agree.
+    Experiment 1;
+  - seconds per defended evaluation (`DefenseEvaluator`: Algorithm 2's
+    matching head, 50 steps, the same episodes), one (client, delta, case)
+    unit of Experiment 3 (`binaries.defend`).
+Each is the fastest of --repeats after a warm-up call. Prints them, the
+speed-ups over the first value, and the results to compare (equal by
+construction: tests/runtime/parallel_test.py).
 --quick: --iterations=2 --eval_episodes=6 --repeats=1.
 """
 
@@ -30,6 +34,8 @@ from benchmarks.workloads import round_seconds
 from benchmarks.workloads import run_json_child
 from benchmarks.workloads import round_setup
 from binaries import common
+from fedmeta_tf.defenses.local import evaluation as defense_eval
+from fedmeta_tf.defenses.local import secure_fine_tuning as sft
 from fedmeta_tf.evaluation import backdoor
 from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.models import conv4
@@ -78,8 +84,21 @@ def measure(value: int, iterations: int, clients: int, episodes: int,
     start = time.perf_counter()
     evaluator(weights)
     eval_s = min(eval_s, time.perf_counter() - start)
+  defense = defense_eval.DefenseEvaluator(
+      image_shape=(28, 28, 1), config=evaluator.config,
+      defense=sft.DefenseConfig(steps=evaluator.config.episode.steps))
+  features = [v.numpy() for v in defense.learner.feature_variables]
+  data = _eval_data(np.random.default_rng(0))
+  defended = defense.curves(features, data=data, seed=0)  # warm-up (tracing)
+  defend_s = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    defense.curves(features, data=data, seed=0)
+    defend_s = min(defend_s, time.perf_counter() - start)
   return {"streams": streams, "round_s": round_s, "eval_s": eval_s,
-          "main_task_accuracy": result["main_task_accuracy"]}
+          "defend_s": defend_s,
+          "main_task_accuracy": result["main_task_accuracy"],
+          "defended_accuracy": float(defended["main_task_accuracy"][-1])}
 
 
 def _run_child(value: int, iterations, clients, episodes, repeats) -> dict:
@@ -118,9 +137,13 @@ def main(argv):
           f"{figures['round_s']:.2f} s, speed-up "
           f"{base['round_s'] / figures['round_s']:.2f}x; backdoor evaluation "
           f"({episodes} episodes) {figures['eval_s']:.2f} s, speed-up "
-          f"{base['eval_s'] / figures['eval_s']:.2f}x; main-task accuracy "
-          f"{figures['main_task_accuracy']:.4f} (baseline "
-          f"{base['main_task_accuracy']:.4f})", flush=True)
+          f"{base['eval_s'] / figures['eval_s']:.2f}x; defended evaluation "
+          f"{figures['defend_s']:.2f} s, speed-up "
+          f"{base['defend_s'] / figures['defend_s']:.2f}x; main-task accuracy "
+          f"{figures['main_task_accuracy']:.4f} / defended "
+          f"{figures['defended_accuracy']:.4f} (baseline "
+          f"{base['main_task_accuracy']:.4f} / "
+          f"{base['defended_accuracy']:.4f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ _EXPORT = flags.DEFINE_boolean(
     "export", True, "Export each client's defended model (metric heads).")
 _NAME = flags.DEFINE_string(
     "name", None, "Sub-directory under defend/ (default: from the settings).")
+_PARALLELISM = common.define_parallelism_flag()
 
 
 @common.user_errors_exit_2
@@ -80,6 +81,7 @@ def main(argv):
       local_meta_iterations=_LOCAL_META_ITERATIONS.value,
       leave_one_out=_LEAVE_ONE_OUT.value, initial_scale=_INITIAL_SCALE.value,
       export=_EXPORT.value, name=_NAME.value)
+  common.configure_parallelism(_PARALLELISM.value, config.episodes)
   backdoor_attack.load_run(run_dir)  # a clear error before writing
   output_dir = f"{run_dir}/{experiment.SUBDIR}/{config.run_name}"
   common.write_flags(output_dir, [__name__, "__main__",

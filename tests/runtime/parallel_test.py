@@ -113,6 +113,27 @@ def test_parallel_evaluation_gives_the_sequential_curves():
   assert curves[1]["main_task_accuracy"][-1] > 0
 
 
+def test_parallel_defense_evaluation_gives_the_sequential_curves():
+  from fedmeta_tf.defenses.local import evaluation as defense_eval  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf.defenses.local import secure_fine_tuning as sft  # pylint: disable=g-import-not-at-top
+  _, data = backdoor_test._data()
+  config = backdoor.BackdoorEvalConfig(
+      episode=meta_test.EvalConfig(steps=4, episodes=5), curve_every=2)
+  defense = sft.DefenseConfig(steps=4, head_only_steps=1, batch=5,
+                              learning_rate=0.01)
+  curves = {}
+  for parallelism in (1, 2):
+    evaluator = defense_eval.DefenseEvaluator(
+        image_shape=(28, 28, 1), config=config, defense=defense, filters=4,
+        parallelism=parallelism)
+    features = [v.numpy() for v in evaluator.learner.feature_variables]
+    curves[parallelism] = evaluator.curves(features, data=data, seed=3)
+  for name in backdoor.METRICS:
+    assert curves[1][name].shape == (3,)
+    np.testing.assert_allclose(curves[1][name], curves[2][name], atol=1e-6)
+  assert curves[1]["main_task_accuracy"][-1] > 0
+
+
 def test_parallel_meta_test_gives_the_sequential_accuracy(monkeypatch):
   from fedmeta_tf.experiments import training  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_pool  # pylint: disable=g-import-not-at-top

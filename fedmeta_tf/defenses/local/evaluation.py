@@ -18,7 +18,7 @@ here: it is `backdoor.BackdoorEvaluator` on the mixed weights.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +27,7 @@ from fedmeta_tf.data import episodes as episodes_lib
 from fedmeta_tf.defenses.local import secure_fine_tuning
 from fedmeta_tf.evaluation import backdoor
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
+from fedmeta_tf.runtime import parallel
 
 
 class _SupportPredictor:
@@ -56,9 +57,11 @@ def check_configs(defense: secure_fine_tuning.DefenseConfig,
 
 def make_defense_eval_fn(learner: secure_fine_tuning.MetricHeadLearner,
                          config: backdoor.BackdoorEvalConfig):
-  """Builds `evaluate(feature_weights, data, seed) -> {metric: [episodes,
-  points]}`, the defended counterpart of `backdoor.make_backdoor_eval_fn`
-  (same `data`, same seed, same points `config.curve_steps`).
+  """Builds `evaluate(feature_weights, data, seed, episodes=None) ->
+  {metric: [episodes, points]}`, the defended counterpart of
+  `backdoor.make_backdoor_eval_fn` (same `data`, same seed, same points
+  `config.curve_steps`; `episodes` = (start, stop) evaluates only those
+  episodes, each a function of `seed` and its index).
 
   `feature_weights` is theta' restricted to the feature extractor.
   """
@@ -89,9 +92,9 @@ def make_defense_eval_fn(learner: secure_fine_tuning.MetricHeadLearner,
     return rows.stack()
 
   @tf.function
-  def evaluate(feature_weights, data, seed):
-    per_episode = tf.TensorArray(tf.float32, size=ep.episodes)
-    for i in tf.range(ep.episodes):
+  def evaluate(feature_weights, data, seed, start, stop):
+    per_episode = tf.TensorArray(tf.float32, size=stop - start)
+    for i in tf.range(start, stop):
       main_seed = episodes_lib.fold_seed(seed, backdoor.STREAM_MAIN, i)
       episode, slot = backdoor.sample_target_episode(
           data["main_pool"], data["target_images"], data["backdoor_pool"],
@@ -124,14 +127,16 @@ def make_defense_eval_fn(learner: secure_fine_tuning.MetricHeadLearner,
                        episodes_lib.fold_seed(test_seed,
                                               episodes_lib.STREAM_MINIBATCH),
                        score_test)
-      per_episode = per_episode.write(i, tf.concat([main, test], 1))
+      per_episode = per_episode.write(i - start, tf.concat([main, test], 1))
     return per_episode.stack()  # [episodes, points, 4]
 
-  def evaluate_dict(feature_weights, data, seed):
+  def evaluate_dict(feature_weights, data, seed, episodes=None):
+    start, stop = (0, ep.episodes) if episodes is None else episodes
     values = evaluate(
         [tf.convert_to_tensor(v, tf.float32) for v in feature_weights],
         {k: tf.convert_to_tensor(v) for k, v in data.items()},
-        tf.convert_to_tensor(seed, tf.int64))
+        tf.convert_to_tensor(seed, tf.int64),
+        tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
     return {name: values[:, :, k] for k, name in enumerate(backdoor.METRICS)}
 
   return evaluate_dict
@@ -140,23 +145,37 @@ def make_defense_eval_fn(learner: secure_fine_tuning.MetricHeadLearner,
 class DefenseEvaluator:
   """Averaged backdoor metrics of the defense started from given theta'.
 
-  Mirrors `backdoor.BackdoorEvaluator`; one instance (one traced function)
-  serves every client and delta.
+  Mirrors `backdoor.BackdoorEvaluator`; one instance (one traced function
+  per replica) serves every client and delta.
   """
 
   def __init__(self, *, image_shape, config: backdoor.BackdoorEvalConfig,
                defense: secure_fine_tuning.DefenseConfig,
-               variant: str = "maxpool", filters: int = 64):
+               variant: str = "maxpool", filters: int = 64,
+               parallelism: Optional[int] = None):
+    """`parallelism`: episodes evaluated at once, each chunk of episodes on
+    its own learner (`runtime/parallel.py`; default `parallel.streams()`);
+    results do not depend on it."""
     self.config = config
-    self.learner = secure_fine_tuning.MetricHeadLearner(
-        image_shape=image_shape, ways=config.episode.ways, config=defense,
-        variant=variant, filters=filters)
-    self._fn = make_defense_eval_fn(self.learner, config)
+
+    def make_replica():
+      learner = secure_fine_tuning.MetricHeadLearner(
+          image_shape=image_shape, ways=config.episode.ways, config=defense,
+          variant=variant, filters=filters)
+      return learner, make_defense_eval_fn(learner, config)
+
+    self._replicas = parallel.ReplicaPool(make_replica,
+                                         parallelism or parallel.streams())
+    self.learner = self._replicas.replicas[0][0]
 
   def curves(self, feature_weights, *, data: Mapping[str, np.ndarray],
              seed: int) -> dict[str, np.ndarray]:
     """{metric: mean over episodes, [points]} at `config.curve_steps`, on
     `data` (`backdoor.eval_data`) with the episodes of
     `backdoor.BackdoorEvaluator(..., data=data, seed=seed)`."""
-    values = self._fn(feature_weights, data, [seed, 0xBD])
-    return {k: np.asarray(tf.reduce_mean(v, axis=0)) for k, v in values.items()}
+    data = {k: tf.constant(v) for k, v in data.items()}
+    parts = self._replicas.map_chunks(
+        lambda replica, chunk: replica[1](feature_weights, data, [seed, 0xBD],
+                                          chunk), self.config.episode.episodes)
+    return {k: np.mean(np.concatenate([np.asarray(p[k]) for p in parts]),
+                       axis=0) for k in backdoor.METRICS}
