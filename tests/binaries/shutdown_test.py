@@ -23,9 +23,12 @@ def _start(tmp_path, **overrides):
   flags = tiny_flags(archive, tmp_path / "runs", runtime="tff", **overrides)
   args = [sys.executable, "-m", "binaries.train_fedmeta"] + [
       f"--{k}={v}" for k, v in flags.items()]
-  # The child gets SIGINT's default disposition, as from a shell: an
-  # ignored SIGINT is inherited, and something earlier in the full suite
-  # leaves this process ignoring it (the test passes alone).
+  # The child gets SIGINT's default disposition, as from an interactive
+  # shell: an ignored SIGINT is inherited, and a non-interactive shell
+  # starts background jobs (`pytest ... &`, as CI scripts and job runners
+  # do) with SIGINT ignored (POSIX; `bash -c 'python3 -c "import signal;
+  # print(signal.getsignal(signal.SIGINT))" & wait'` prints 1 = SIG_IGN).
+  # No test changes it: checked around every test of the suite.
   return subprocess.Popen(
       args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
       text=True,
