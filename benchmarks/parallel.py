@@ -1,7 +1,8 @@
 r"""In-process parallelism: clients and evaluation episodes side by side.
 
     .venv/bin/python -m benchmarks.parallel [--quick] [--parallelism=1,0]
-        [--clients=3] [--iterations=10] [--eval_episodes=20] [--repeats=2]
+        [--parts=round,eval,defend] [--clients=3] [--iterations=10]
+        [--eval_episodes=20] [--repeats=2]
 
 For each --parallelism value (0: automatic, what the binaries use by
 default; 1: one item at a time with TensorFlow's default threads, the
@@ -52,6 +53,9 @@ _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 20,
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed repeats (fastest kept).")
 _QUICK = flags.DEFINE_bool("quick", False,
                            "--iterations=2 --eval_episodes=6 --repeats=1.")
+PARTS = ("round", "eval", "defend")
+_PARTS = flags.DEFINE_list("parts", list(PARTS),
+                           "What to time: round, eval, defend.")
 _CHILD = flags.DEFINE_integer(
     "child", None, "Internal: measure with this --parallelism, print JSON.")
 
@@ -65,48 +69,75 @@ def _eval_data(rng):
       attack_val=images(20), meta_test_pool=images(50, 15))
 
 
-def measure(value: int, iterations: int, clients: int, episodes: int,
+def _fastest(fn, repeats: int) -> float:
+  """Seconds of the fastest of `repeats` calls of fn()."""
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def measure(value: int, parts, iterations: int, clients: int, episodes: int,
             repeats: int) -> dict:
-  """Round and evaluation seconds in this process at --parallelism=value."""
-  streams = parallel.configure(value, clients)
-  job, _ = round_setup(iterations, clients)
-  round_s = round_seconds(lambda: inprocess.InProcessRunner(**job),
-                          list(range(clients)), repeats)
-  model_fn = lambda: conv4.build_conv4((28, 28, 1), 5, seed=0)
-  evaluator = backdoor.BackdoorEvaluator(
-      model_fn, config=backdoor.BackdoorEvalConfig(
-          episode=meta_test.EvalConfig(episodes=episodes)),
-      data=_eval_data(np.random.default_rng(0)), seed=0)
-  weights = [v.numpy() for v in evaluator.model.trainable_variables]
-  result = evaluator(weights)  # warm-up (tracing)
-  eval_s = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    evaluator(weights)
-    eval_s = min(eval_s, time.perf_counter() - start)
-  defense = defense_eval.DefenseEvaluator(
-      image_shape=(28, 28, 1), config=evaluator.config,
-      defense=sft.DefenseConfig(steps=evaluator.config.episode.steps))
-  features = [v.numpy() for v in defense.learner.feature_variables]
+  """The seconds of `parts` in this process at --parallelism=value."""
+  figures = {"streams": parallel.configure(value, clients)}
+  if "round" in parts:
+    job, _ = round_setup(iterations, clients)
+    figures["round_s"] = round_seconds(
+        lambda: inprocess.InProcessRunner(**job), list(range(clients)),
+        repeats)
+  config = backdoor.BackdoorEvalConfig(
+      episode=meta_test.EvalConfig(episodes=episodes))
   data = _eval_data(np.random.default_rng(0))
-  defended = defense.curves(features, data=data, seed=0)  # warm-up (tracing)
-  defend_s = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    defense.curves(features, data=data, seed=0)
-    defend_s = min(defend_s, time.perf_counter() - start)
-  return {"streams": streams, "round_s": round_s, "eval_s": eval_s,
-          "defend_s": defend_s,
-          "main_task_accuracy": result["main_task_accuracy"],
-          "defended_accuracy": float(defended["main_task_accuracy"][-1])}
+  if "eval" in parts:
+    model_fn = lambda: conv4.build_conv4((28, 28, 1), 5, seed=0)
+    evaluator = backdoor.BackdoorEvaluator(model_fn, config=config, data=data,
+                                           seed=0)
+    weights = [v.numpy() for v in evaluator.model.trainable_variables]
+    result = evaluator(weights)  # warm-up (tracing)
+    figures["eval_s"] = _fastest(lambda: evaluator(weights), repeats)
+    figures["eval_accuracy"] = result["main_task_accuracy"]
+  if "defend" in parts:
+    defense = defense_eval.DefenseEvaluator(
+        image_shape=(28, 28, 1), config=config,
+        defense=sft.DefenseConfig(steps=config.episode.steps))
+    features = [v.numpy() for v in defense.learner.feature_variables]
+    curves = lambda: defense.curves(features, data=data, seed=0)
+    figures["defend_accuracy"] = float(curves()["main_task_accuracy"][-1])
+    figures["defend_s"] = _fastest(curves, repeats)
+  return figures
 
 
-def _run_child(value: int, iterations, clients, episodes, repeats) -> dict:
+def _run_child(value: int, parts, iterations, clients, episodes,
+               repeats) -> dict:
   return run_json_child(
       "benchmarks.parallel",
-      [f"--child={value}", f"--iterations={iterations}", f"--clients={clients}",
+      [f"--child={value}", f"--parts={','.join(parts)}",
+       f"--iterations={iterations}", f"--clients={clients}",
        f"--eval_episodes={episodes}", f"--repeats={repeats}"],
       f"parallelism {value} child")
+
+
+def _describe(figures: dict, base: dict, *, clients: int, iterations: int,
+              episodes: int) -> str:
+  """One line: each measured part's seconds, speed-up over `base` and, for
+  the evaluations, the accuracy to compare with the baseline's."""
+  out = []
+  if "round_s" in figures:
+    out.append(f"round ({clients} clients x {iterations * 50} steps) "
+               f"{figures['round_s']:.2f} s, speed-up "
+               f"{base['round_s'] / figures['round_s']:.2f}x")
+  for part, name in (("eval", "backdoor evaluation"),
+                     ("defend", "defended evaluation")):
+    if f"{part}_s" in figures:
+      out.append(
+          f"{name} ({episodes} episodes) {figures[f'{part}_s']:.2f} s, "
+          f"speed-up {base[f'{part}_s'] / figures[f'{part}_s']:.2f}x, "
+          f"main-task accuracy {figures[f'{part}_accuracy']:.4f} (baseline "
+          f"{base[f'{part}_accuracy']:.4f})")
+  return "; ".join(out)
 
 
 @common.user_errors_exit_2
@@ -116,8 +147,12 @@ def main(argv):
                                    _REPEATS.value)
   if _QUICK.value:
     iterations, episodes, repeats = 2, 6, 1
+  parts = _PARTS.value
+  if not parts or set(parts) - set(PARTS):
+    raise ValueError(f"--parts must be a non-empty list of {', '.join(PARTS)}"
+                     f", got {','.join(parts)}")
   if _CHILD.value is not None:
-    print(json.dumps(measure(_CHILD.value, iterations, _CLIENTS.value,
+    print(json.dumps(measure(_CHILD.value, parts, iterations, _CLIENTS.value,
                              episodes, repeats)))
     return
   try:
@@ -130,20 +165,12 @@ def main(argv):
   machine.print_machine()
   base = None
   for value in values:
-    figures = _run_child(value, iterations, _CLIENTS.value, episodes, repeats)
+    figures = _run_child(value, parts, iterations, _CLIENTS.value, episodes,
+                         repeats)
     base = base or figures
-    print(f"--parallelism={value} ({figures['streams']} streams): round "
-          f"({_CLIENTS.value} clients x {iterations * 50} steps) "
-          f"{figures['round_s']:.2f} s, speed-up "
-          f"{base['round_s'] / figures['round_s']:.2f}x; backdoor evaluation "
-          f"({episodes} episodes) {figures['eval_s']:.2f} s, speed-up "
-          f"{base['eval_s'] / figures['eval_s']:.2f}x; defended evaluation "
-          f"{figures['defend_s']:.2f} s, speed-up "
-          f"{base['defend_s'] / figures['defend_s']:.2f}x; main-task accuracy "
-          f"{figures['main_task_accuracy']:.4f} / defended "
-          f"{figures['defended_accuracy']:.4f} (baseline "
-          f"{base['main_task_accuracy']:.4f} / "
-          f"{base['defended_accuracy']:.4f})", flush=True)
+    print(f"--parallelism={value} ({figures['streams']} streams): " +
+          _describe(figures, base, clients=_CLIENTS.value,
+                    iterations=iterations, episodes=episodes), flush=True)
 
 
 if __name__ == "__main__":

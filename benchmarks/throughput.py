@@ -96,9 +96,8 @@ def main(argv):
     per_client = config.iterations * config.meta_batch * config.inner_steps
     automatic = run_json_child(
         "benchmarks.parallel",
-        ["--child=0", f"--iterations={iterations}",
-         f"--clients={len(clients)}", "--eval_episodes=2",
-         f"--repeats={rounds}"], "in-process round, automatic parallelism")
+        ["--child=0", "--parts=round", f"--iterations={iterations}",
+         f"--clients={len(clients)}", f"--repeats={rounds}"], "in-process round, automatic parallelism")
     print(f"round ({len(clients)} clients x {per_client} steps): "
           f"in-process {local:.2f} s (1 stream), "
           f"{automatic['round_s']:.2f} s ({automatic['streams']} streams, "
