@@ -19,7 +19,6 @@ Every timing is the best of 3 (the machine may be shared).
 --quick: --steps=40 --matmul_size=1024 and the 28x28 shape only.
 """
 
-import time
 
 from absl import app
 from absl import flags
@@ -58,11 +57,7 @@ def matmul_flops_per_second(n: int, timings: int = 3) -> float:
     return tf.reduce_sum(x)
 
   chain(a).numpy()
-  best = float("inf")
-  for _ in range(timings):
-    start = time.perf_counter()
-    chain(a).numpy()
-    best = min(best, time.perf_counter() - start)
+  best = workloads.fastest_seconds(lambda: chain(a).numpy(), timings)
   return 2 * n**3 * repeats / best
 
 

@@ -24,13 +24,13 @@ construction: tests/runtime/parallel_test.py).
 """
 
 import json
-import time
 
 from absl import app
 from absl import flags
 import numpy as np
 
 from benchmarks import machine
+from benchmarks.workloads import fastest_seconds
 from benchmarks.workloads import round_seconds
 from benchmarks.workloads import run_json_child
 from benchmarks.workloads import round_setup
@@ -69,16 +69,6 @@ def _eval_data(rng):
       attack_val=images(20), meta_test_pool=images(50, 15))
 
 
-def _fastest(fn, repeats: int) -> float:
-  """Seconds of the fastest of `repeats` calls of fn()."""
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - start)
-  return best
-
-
 def measure(value: int, parts, iterations: int, clients: int, episodes: int,
             repeats: int) -> dict:
   """The seconds of `parts` in this process at --parallelism=value."""
@@ -97,7 +87,7 @@ def measure(value: int, parts, iterations: int, clients: int, episodes: int,
                                            seed=0)
     weights = [v.numpy() for v in evaluator.model.trainable_variables]
     result = evaluator(weights)  # warm-up (tracing)
-    figures["eval_s"] = _fastest(lambda: evaluator(weights), repeats)
+    figures["eval_s"] = fastest_seconds(lambda: evaluator(weights), repeats)
     figures["eval_accuracy"] = result["main_task_accuracy"]
   if "defend" in parts:
     defense = defense_eval.DefenseEvaluator(
@@ -106,7 +96,7 @@ def measure(value: int, parts, iterations: int, clients: int, episodes: int,
     features = [v.numpy() for v in defense.learner.feature_variables]
     curves = lambda: defense.curves(features, data=data, seed=0)
     figures["defend_accuracy"] = float(curves()["main_task_accuracy"][-1])
-    figures["defend_s"] = _fastest(curves, repeats)
+    figures["defend_s"] = fastest_seconds(curves, repeats)
   return figures
 
 

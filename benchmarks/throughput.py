@@ -97,7 +97,8 @@ def main(argv):
     automatic = run_json_child(
         "benchmarks.parallel",
         ["--child=0", "--parts=round", f"--iterations={iterations}",
-         f"--clients={len(clients)}", f"--repeats={rounds}"], "in-process round, automatic parallelism")
+         f"--clients={len(clients)}", f"--repeats={rounds}"],
+        "in-process round, automatic parallelism")
     print(f"round ({len(clients)} clients x {per_client} steps): "
           f"in-process {local:.2f} s (1 stream), "
           f"{automatic['round_s']:.2f} s ({automatic['streams']} streams, "

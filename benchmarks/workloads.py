@@ -98,17 +98,27 @@ def inner_loop_rates(image_shape, batch: int, variant: str, steps: int,
   return graph_rate, call_rate
 
 
+def fastest_seconds(fn, repeats: int) -> float:
+  """Seconds of the fastest of `repeats` calls of fn() (warm up first)."""
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
 def round_seconds(make_runner, clients, rounds: int) -> float:
   """Seconds of the fastest of `rounds` rounds, after a warm-up round."""
   round_runner = make_runner()
   state = round_runner.initialize()
-  state, _ = round_runner.next(state, clients)  # traces and warms up
-  best = float("inf")
-  for _ in range(rounds):
-    start = time.perf_counter()
+
+  def one_round():
+    nonlocal state
     state, _ = round_runner.next(state, clients)
-    best = min(best, time.perf_counter() - start)
-  return best
+
+  one_round()  # traces and warms up
+  return fastest_seconds(one_round, rounds)
 
 
 def round_setup(iterations: int, num_clients: int):

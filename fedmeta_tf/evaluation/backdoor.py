@@ -239,6 +239,13 @@ def make_backdoor_eval_fn(model: tf.keras.Model, optimizer,
   return evaluate_dict
 
 
+def mean_over_episodes(parts) -> dict[str, np.ndarray]:
+  """{metric: [points]}, the mean over every episode of `parts`, the
+  per-chunk {metric: [episodes, points]} results in episode order."""
+  return {k: np.mean(np.concatenate([np.asarray(p[k]) for p in parts]),
+                     axis=0) for k in METRICS}
+
+
 class BackdoorEvaluator:
   """Averaged backdoor metrics of given weights on fixed evaluation data."""
 
@@ -263,11 +270,9 @@ class BackdoorEvaluator:
 
   def curves(self, weights) -> dict[str, np.ndarray]:
     """{metric: mean over episodes, [points]} at `config.curve_steps`."""
-    parts = self._replicas.map_chunks(
+    return mean_over_episodes(self._replicas.map_chunks(
         lambda replica, chunk: replica[1](weights, self._data, self._seed,
-                                          chunk), self.config.episode.episodes)
-    return {k: np.mean(np.concatenate([np.asarray(p[k]) for p in parts]),
-                       axis=0) for k in METRICS}
+                                          chunk), self.config.episode.episodes))
 
   def __call__(self, weights) -> dict[str, float]:
     """The metrics after the full fine-tuning, averaged over episodes."""

@@ -174,8 +174,6 @@ class DefenseEvaluator:
     `data` (`backdoor.eval_data`) with the episodes of
     `backdoor.BackdoorEvaluator(..., data=data, seed=seed)`."""
     data = {k: tf.constant(v) for k, v in data.items()}
-    parts = self._replicas.map_chunks(
+    return backdoor.mean_over_episodes(self._replicas.map_chunks(
         lambda replica, chunk: replica[1](feature_weights, data, [seed, 0xBD],
-                                          chunk), self.config.episode.episodes)
-    return {k: np.mean(np.concatenate([np.asarray(p[k]) for p in parts]),
-                       axis=0) for k in backdoor.METRICS}
+                                          chunk), self.config.episode.episodes))
