@@ -280,7 +280,8 @@ class BackdoorReptile(client_work_lib.ClientWork):
     update, loss = reptile_tf.reptile_client_update(
         model, optimizer, weights, episode_fn=episode_fn, config=self.config,
         seed=seed, iterations=client_data["iterations"],
-        inner_steps=client_data["inner_steps"], batches_fn=batches_fn)
+        inner_steps=client_data["inner_steps"],
+        learning_rate=client_data["inner_lr"], batches_fn=batches_fn)
     return client_work_lib.ClientOutput(
         update=boost(update, client_data["boosting_factor"]), loss=loss)
 

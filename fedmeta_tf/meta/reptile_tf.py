@@ -169,6 +169,7 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
                           episode_fn: EpisodeFn, config: ReptileConfig, seed,
                           iterations: Optional[tf.Tensor] = None,
                           inner_steps: Optional[tf.Tensor] = None,
+                          learning_rate: Optional[tf.Tensor] = None,
                           batches_fn: BatchesFn = shuffled_batches):
   """Runs Algorithm 1's client work; returns (update u_i, mean last loss).
 
@@ -176,13 +177,17 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
   from the client's data; `seed` is this client-round's seed; `iterations`
   overrides `config.iterations` (E) with a tensor, e.g. for an attacker's
   longer schedule; `inner_steps` likewise overrides e (the attacker's inner
-  epochs); `batches_fn` orders each episode's inner mini-batches (default:
-  shuffled epochs).
+  epochs); `learning_rate` overrides eta (`config.inner_lr`; the attacker's
+  own Adam rate) and is set on the optimizer for this client update, since
+  one optimizer serves every client of a driver stream; `batches_fn` orders
+  each episode's inner mini-batches (default: shuffled epochs).
   """
   variables = model.trainable_variables
   iterations = config.iterations if iterations is None else iterations
   inner_steps = config.inner_steps if inner_steps is None else inner_steps
   reset_optimizer(optimizer)
+  optimizer.learning_rate = (config.inner_lr if learning_rate is None
+                             else learning_rate)
   theta = list(initial_weights)
   loss_sum = tf.constant(0.0)
   for it in tf.range(iterations):

@@ -1,10 +1,13 @@
 """Tests for fedmeta_tf.attacks.backdoor_reptile."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from fedmeta_tf.attacks import backdoor_reptile as br
+from fedmeta_tf.data import episodes
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
@@ -167,3 +170,86 @@ def test_attacker_inner_lr_travels_in_client_data_only_for_the_attacker():
   assert work.make_client_data(1)["inner_lr"] == np.float32(0.001)
   with pytest.raises(ValueError, match="inner_lr"):
     br.AttackerConfig(inner_lr=0.0)
+
+
+def _attacker_lr_setting(attacker_lr):
+  pools = [tiny_pool(num_classes=6, examples=12, seed=s).images
+           for s in range(2)]
+  config = reptile_tf.ReptileConfig(ways=3, shots=2, iterations=1,
+                                    meta_batch=2, inner_steps=3, inner_batch=4,
+                                    inner_lr=0.001)
+  work = br.BackdoorReptile(
+      config=config, run_seed=5, client_pools=pools,
+      attacker=br.AttackerConfig(iterations=2, inner_steps=3,
+                                 boosting_factor=3.0, inner_lr=attacker_lr),
+      attacker_ids=[0], target_images=_images(7, 4),
+      backdoor_images=_images(250, 4))
+  return config, pools, work
+
+
+def _learner(learning_rate=0.001):
+  model = conv4.build_conv4((28, 28, 1), 3, filters=4, seed=0)
+  optimizer = reptile_tf.make_inner_optimizer(learning_rate)
+  reptile_tf.build_optimizer(optimizer, model)
+  return model, optimizer
+
+
+def _run(work, client, model, optimizer, weights, round_num=1):
+  fn = client_work.make_client_update_fn(work, model, optimizer)
+  return [u.numpy() for u in fn([tf.constant(v) for v in weights],
+                                work.make_client_data(client),
+                                tf.constant(round_num, tf.int64)).update]
+
+
+@pytest.mark.parametrize("attacker_lr", [0.0005, 0.05])
+def test_attacker_update_uses_its_own_learning_rate(attacker_lr):
+  """The attacker's update equals a hand-built Reptile run at its own rate
+  (the optimizer built at the benign rate): --attacker_inner_lr reaches
+  the Adam steps, not only the client data."""
+  config, _, work = _attacker_lr_setting(attacker_lr)
+  model, optimizer = _learner(config.inner_lr)
+  weights = [v.numpy() for v in model.trainable_variables]
+  attacked = _run(work, 0, model, optimizer, weights)
+
+  hand_model, hand_optimizer = _learner(attacker_lr)
+  client_data = work.make_client_data(0)
+
+  @tf.function
+  def by_hand():
+    seed = episodes.fold_seed(5, episodes.STREAM_TRAIN,
+                              tf.constant(1, tf.int64), client_data["client_id"])
+
+    def episode_fn(episode_seed):
+      return br.sample_poisoned_episode(
+          client_data["pool"], client_data["target_images"],
+          client_data["backdoor_images"], ways=3, shots=2,
+          num_backdoor=work.num_backdoor, slot=work.slot, seed=episode_seed)
+
+    update, _ = reptile_tf.reptile_client_update(
+        hand_model, hand_optimizer, [tf.constant(v) for v in weights],
+        episode_fn=episode_fn,
+        config=dataclasses.replace(config, inner_lr=attacker_lr), seed=seed,
+        iterations=2, inner_steps=3)
+    return [3.0 * u for u in update]
+
+  for a, h in zip(attacked, by_hand()):
+    np.testing.assert_allclose(a, h.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_two_attacker_rates_give_different_updates_and_benign_keep_eta():
+  """Rates 0.001 and 0.5 change the attacker's update; a benign client run
+  after the attacker on the same optimizer is back at the benign eta."""
+  model, optimizer = _learner()
+  weights = [v.numpy() for v in model.trainable_variables]
+  config, pools, slow = _attacker_lr_setting(0.001)
+  _, _, fast = _attacker_lr_setting(0.5)
+  slow_update = _run(slow, 0, model, optimizer, weights)
+  fast_update = _run(fast, 0, model, optimizer, weights)
+  assert any(not np.allclose(a, b) for a, b in zip(slow_update, fast_update))
+  after_attacker = _run(fast, 1, model, optimizer, weights)
+  benign = client_work.BenignReptile(config=config, run_seed=5,
+                                     client_pools=pools)
+  fresh_model, fresh_optimizer = _learner()
+  expected = _run(benign, 1, fresh_model, fresh_optimizer, weights)
+  for a, b in zip(after_attacker, expected):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
