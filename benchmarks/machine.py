@@ -25,7 +25,7 @@ def cpu_model() -> str:
 
 def usable_cores() -> int:
   """Cores this process may run on (what `--parallelism` divides)."""
-  from fedmeta_tf.runtime import parallel  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf import parallel  # pylint: disable=g-import-not-at-top
   return parallel.available_cores()
 
 

@@ -36,6 +36,7 @@ from benchmarks import workloads
 from binaries import common
 # Imported here, not in the child's function: TF/Keras first imported under
 # absl's app.run builds a broken Flatten layer (seen with TF 2.14).
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
@@ -69,8 +70,8 @@ def measure(runtime: str, per_round: int, num_clients: int) -> dict:
   work = client_work.BenignReptile(config=config, run_seed=0,
                                    client_pools=pools)
   job = dict(model_fn=lambda: conv4.build_conv4((28, 28, 1), 5, seed=0),
-             client_work=work, inner_lr=0.001, aggregator="secure_mean",
-             secure_sum_bound=10.0)
+             client_work=work, inner_lr=0.001,
+             aggregator=aggregators.parse_aggregator("secure_mean"))
   rounds = [[(r * per_round + i) % num_clients for i in range(per_round)]
             for r in range(2)]
   worker_kib = 0

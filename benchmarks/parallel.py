@@ -6,7 +6,7 @@ r"""In-process parallelism: clients and evaluation episodes side by side.
 
 For each --parallelism value (0: automatic, what the binaries use by
 default; 1: one item at a time with TensorFlow's default threads, the
-driver before `runtime/parallel.py`), in a fresh subprocess (TensorFlow
+driver before `fedmeta_tf/parallel.py`), in a fresh subprocess (TensorFlow
 fixes its thread pools at start-up):
   - seconds per federated round, in-process driver, --clients clients of
     Conv4 28x28 (64 filters) Reptile with E = --iterations (x 5 episodes x
@@ -35,13 +35,13 @@ from benchmarks.workloads import round_seconds
 from benchmarks.workloads import run_json_child
 from benchmarks.workloads import round_setup
 from binaries import common
-from fedmeta_tf.defenses.local import evaluation as defense_eval
 from fedmeta_tf.defenses.local import secure_fine_tuning as sft
 from fedmeta_tf.evaluation import backdoor
+from fedmeta_tf.evaluation import defended as defense_eval
 from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.models import conv4
 from fedmeta_tf.runtime import inprocess
-from fedmeta_tf.runtime import parallel
+from fedmeta_tf import parallel
 
 _PARALLELISM = flags.DEFINE_list(
     "parallelism", ["1", "0"],

@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.data import class_pool
 from fedmeta_tf.data import episodes
 from fedmeta_tf.experiments import checkpoints
@@ -44,6 +45,49 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 NUM_CLIENTS, PER_ROUND, MIN_UPDATES = 6, 4, 3
 
 
+def _make_runner(benign: client_work.ClientWork) -> inprocess.InProcessRunner:
+  """The soak job's runner: Conv4 (4 filters), secure mean aggregation."""
+
+  def model_fn():
+    return conv4.build_conv4((28, 28, 1), 3, filters=4, seed=0)
+
+  return inprocess.InProcessRunner(
+      model_fn=model_fn, client_work=benign, inner_lr=0.001,
+      aggregator=aggregators.parse_aggregator("secure_mean"))
+
+
+def _inject_faults(runner: inprocess.InProcessRunner,
+                   benign: client_work.ClientWork,
+                   rng: np.random.Generator) -> dict:
+  """Draws the round's faulty clients and makes the runner's clients fault."""
+  round_faults = {c: faults.Fault(int(rng.integers(1, 4)))
+                  for c in range(NUM_CLIENTS)
+                  if rng.random() < _FAULT_RATE.value}
+  work = faults.FaultInjectingClientWork(benign, round_faults)
+  runner._client_work = work  # pylint: disable=protected-access
+  runner._client_update = client_work.make_client_update_fn(  # pylint: disable=protected-access
+      work, runner._model, runner._optimizer)  # pylint: disable=protected-access
+  return round_faults
+
+
+def _check_outputs(metrics: release.MetricsRelease,
+                   checkpointer: checkpoints.RoundCheckpointer,
+                   runner: inprocess.InProcessRunner, state,
+                   failures: list[str]) -> tuple[list[int], int]:
+  """Appends to `failures` what is wrong with metrics.csv and the latest
+  checkpoint; returns the rounds of metrics.csv and the latest round."""
+  with open(metrics.csv_path) as f:
+    keys = [int(r["round"]) for r in csv.DictReader(f)]
+  if keys != list(range(_ROUNDS.value + 1)):
+    failures.append(f"metrics.csv rounds are {keys[:5]}... not 0..{_ROUNDS.value}")
+  loaded, _, latest = checkpointer.load_latest(state, {})
+  if latest != _ROUNDS.value or not all(
+      np.array_equal(a, b) for a, b in zip(runner.weights(loaded),
+                                           runner.weights(state))):
+    failures.append("latest checkpoint does not hold the final state")
+  return keys, latest
+
+
 def main(argv):
   del argv
   rng = np.random.default_rng(_SEED.value)
@@ -56,30 +100,18 @@ def main(argv):
   out = tempfile.mkdtemp(prefix="fedmeta_soak_")
   metrics = release.MetricsRelease(out, tensorboard=False)
   checkpointer = checkpoints.RoundCheckpointer(os.path.join(out, "ckpt"))
-
-  def model_fn():
-    return conv4.build_conv4((28, 28, 1), 3, filters=4, seed=0)
-
   start = time.time()
   failures = []
   faulty_total = excluded_total = skipped = 0
   state = None
   for round_num in range(0, _ROUNDS.value + 1):
     if round_num == 0:
-      runner = inprocess.InProcessRunner(
-          model_fn=model_fn, client_work=benign, inner_lr=0.001,
-          aggregator="secure_mean", secure_sum_bound=10.0)
+      runner = _make_runner(benign)
       state = runner.initialize()
       metrics.release({"excluded_updates": 0}, key=0)
       checkpointer.save(0, state, {})
       continue
-    round_faults = {c: faults.Fault(int(rng.integers(1, 4)))
-                    for c in range(NUM_CLIENTS)
-                    if rng.random() < _FAULT_RATE.value}
-    work = faults.FaultInjectingClientWork(benign, round_faults)
-    runner._client_work = work  # pylint: disable=protected-access
-    runner._client_update = client_work.make_client_update_fn(  # pylint: disable=protected-access
-        work, runner._model, runner._optimizer)  # pylint: disable=protected-access
+    round_faults = _inject_faults(runner, benign, rng)
     clients = server_tf.select_clients_with_dropouts(
         seed=_SEED.value, round_num=round_num, num_clients=NUM_CLIENTS,
         clients_per_round=PER_ROUND, min_updates=MIN_UPDATES,
@@ -102,15 +134,8 @@ def main(argv):
                     key=round_num)
     checkpointer.save(round_num, state, {})
 
-  with open(metrics.csv_path) as f:
-    keys = [int(r["round"]) for r in csv.DictReader(f)]
-  if keys != list(range(_ROUNDS.value + 1)):
-    failures.append(f"metrics.csv rounds are {keys[:5]}... not 0..{_ROUNDS.value}")
-  loaded, _, latest = checkpointer.load_latest(state, {})
-  if latest != _ROUNDS.value or not all(
-      np.array_equal(a, b) for a, b in zip(runner.weights(loaded),
-                                           runner.weights(state))):
-    failures.append("latest checkpoint does not hold the final state")
+  keys, latest = _check_outputs(metrics, checkpointer, runner, state,
+                                failures)
   print(f"soak: {_ROUNDS.value} rounds in {time.time() - start:.0f} s, "
         f"{faulty_total} faulty updates injected among reporting clients, "
         f"{excluded_total} excluded, {skipped} rounds skipped; metrics rows "

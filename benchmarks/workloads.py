@@ -15,6 +15,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
@@ -134,6 +135,6 @@ def round_setup(iterations: int, num_clients: int):
     return conv4.build_conv4((28, 28, 1), 5, seed=0)
 
   return dict(model_fn=model_fn, client_work=work, inner_lr=0.001,
-              aggregator="secure_mean", secure_sum_bound=10.0), config
+              aggregator=aggregators.parse_aggregator("secure_mean")), config
 
 

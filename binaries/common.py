@@ -31,12 +31,43 @@ def parse_flags(argv):
   bad value gives one line naming it, and exit status 2, instead of absl's
   usage dump.
   """
+  global _command_line_flagfiles
+  _command_line_flagfiles = _flagfiles(argv[1:])
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
     program = os.path.basename(argv[0]).removesuffix(".py")
     print(f"{program}: error: {e}; see --helpfull", file=sys.stderr)
     sys.exit(EXIT_USAGE)
+
+
+# The --flagfile values of the command line `parse_flags` parsed.
+_command_line_flagfiles = []
+
+
+def _flagfiles(argv) -> list[str]:
+  """The --flagfile=F / --flagfile F values in argv (not nested ones)."""
+  found = []
+  for i, arg in enumerate(argv):
+    for prefix in ("--flagfile", "-flagfile"):
+      if arg.startswith(prefix + "="):
+        found.append(arg[len(prefix) + 1:])
+      elif arg == prefix and i + 1 < len(argv):
+        found.append(argv[i + 1])
+  return found
+
+
+def resolve_experiment_name(name_flag, fallback: str) -> str:
+  """Sets an unset --experiment_name (`name_flag`) to its default and
+  returns it: the name of the last --flagfile on the command line without
+  its extension (configs/omniglot_cpu.cfg: omniglot_cpu), else `fallback`.
+  Set on the flag, so that flags.txt re-runs into the same directory."""
+  if not name_flag.value:
+    name = fallback
+    if _command_line_flagfiles:
+      name = os.path.splitext(os.path.basename(_command_line_flagfiles[-1]))[0]
+    setattr(flags.FLAGS, name_flag.name, name)
+  return name_flag.value
 
 
 def user_errors_exit_2(main):
@@ -80,7 +111,7 @@ def define_parallelism_flag(default: int = 0, note: str = ""):
 
 def configure_parallelism(value: int, typical_items: int) -> int:
   """Applies --parallelism; call before TensorFlow runs its first op."""
-  from fedmeta_tf.runtime import parallel  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf import parallel  # pylint: disable=g-import-not-at-top
   return parallel.configure(value, typical_items)
 
 

@@ -7,6 +7,9 @@ imports. It reads only --dataset and --data_dir (from the command line and any
 `registry.check_data_available` (no TensorFlow) and, when it is missing,
 prints the one-line DataError with the download instructions and exits 2.
 Everything else is left to absl's full parse in `main`.
+
+Datasets read from files are looked for in `data/<dataset>` (relative to
+the working directory) unless --data_dir is given (`resolve_data_dir`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,30 @@ from fedmeta_tf.data.class_pool import DataError
 EXIT_USAGE = 2
 _HELP = ("--help", "-help", "--helpfull", "-helpfull", "--helpshort",
          "-helpshort", "--helpxml", "-h", "-?")
+
+
+# Datasets read from files: without --data_dir, they are read from
+# data/<dataset>. glyphs is embedded (its cache has its own default) and an
+# archive is one file that must be named.
+_FILE_DATASETS = (registry.DatasetName.OMNIGLOT,
+                  registry.DatasetName.MINIIMAGENET,
+                  registry.DatasetName.CELEBA)
+DATA_ROOT = "data"
+
+
+def resolve_data_dir(dataset: str, data_dir: Optional[str]) -> Optional[str]:
+  """`data_dir` when given, else data/<dataset> for datasets read from files
+  (None for the others).
+
+  Raises:
+    ValueError: an unknown dataset name.
+  """
+  if data_dir:
+    return data_dir
+  name = registry.parse_dataset_name(dataset)
+  if name in _FILE_DATASETS:
+    return os.path.join(DATA_ROOT, name.value)
+  return None
 
 
 def _expanded_argv(argv: Sequence[str]) -> list[str]:
@@ -52,7 +79,7 @@ def data_error(argv: Sequence[str], *, default_dataset: str) -> Optional[str]:
   dataset = _last_value(argv, "dataset") or default_dataset
   data_dir = _last_value(argv, "data_dir")
   try:
-    registry.check_data_available(dataset, data_dir or None)
+    registry.check_data_available(dataset, resolve_data_dir(dataset, data_dir))
   except DataError as e:
     return str(e)
   except ValueError:

@@ -24,8 +24,8 @@ from absl import logging
 
 from binaries import common
 from binaries import from_run_flags
-from fedmeta_tf.defenses.local import experiment
 from fedmeta_tf.experiments import backdoor_attack
+from fedmeta_tf.experiments import defend as experiment
 
 _DEFENSE = flags.DEFINE_enum(
     "defense", "matching", [d.value for d in experiment.Defense],

@@ -1,7 +1,6 @@
 r"""Prints a dataset's protocol: class counts and allocations (Section 3.2).
 
-    python -m binaries.describe_data --dataset=omniglot \
-        --data_dir=../shared/data/omniglot
+    python -m binaries.describe_data --dataset=omniglot  # data/omniglot
 
 Applies the same loader and protocol as training (and the attack's class
 reservation, `fedmeta_tf.attacks.backdoor_data.reserve_classes`, with the
@@ -13,13 +12,15 @@ from absl import app
 from absl import flags
 
 from binaries import common
+from binaries import data_preflight
 from fedmeta_tf.data import describe
 from fedmeta_tf.data import registry
 
 _DATASET = flags.DEFINE_string(
     "dataset", "omniglot",
     "glyphs | omniglot | miniimagenet | celeba | archive")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Where the dataset is; default data/<dataset>.")
 _SEED = flags.DEFINE_integer("seed", 0, "The run's seed (class choices).")
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
 _RESERVE = flags.DEFINE_integer(
@@ -75,17 +76,18 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
   name = registry.parse_dataset_name(_DATASET.value)
-  registry.check_data_available(name, _DATA_DIR.value)
+  data_dir = data_preflight.resolve_data_dir(_DATASET.value, _DATA_DIR.value)
+  registry.check_data_available(name, data_dir)
   extra = []
   if name is registry.DatasetName.CELEBA:
     from fedmeta_tf.data import celeba  # pylint: disable=g-import-not-at-top
     data = celeba.load_celeba(
-        _DATA_DIR.value, seed=_SEED.value,
+        data_dir, seed=_SEED.value,
         selection=celeba.IdentitySelection.parse(_CELEBA_IDENTITIES.value))
     pool = data.pool
     extra.append(f"celeba: {data.describe()}")
   else:
-    pool = registry.load_dataset(name, _DATA_DIR.value, seed=_SEED.value)
+    pool = registry.load_dataset(name, data_dir, seed=_SEED.value)
   if name is registry.DatasetName.MINIIMAGENET:
     # pylint: disable-next=g-import-not-at-top
     from fedmeta_tf.data import mini_imagenet

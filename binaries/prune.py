@@ -23,10 +23,10 @@ import numpy as np
 
 from binaries import common
 from fedmeta_tf.defenses.pruning import defense
-from fedmeta_tf.defenses.pruning import meta
 from fedmeta_tf.defenses.pruning import report
-from fedmeta_tf.defenses.pruning import supervised
 from fedmeta_tf.defenses.pruning import voting
+from fedmeta_tf.experiments import prune_meta as meta
+from fedmeta_tf.experiments import prune_supervised as supervised
 from fedmeta_tf.reporting import release
 from fedmeta_tf.supervised import training
 

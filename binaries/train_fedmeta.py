@@ -33,11 +33,13 @@ from fedmeta_tf.meta import reptile_tf
 _DATASET = flags.DEFINE_string(
     "dataset", "glyphs", "glyphs | omniglot | miniimagenet | celeba | archive")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Where the dataset is (glyphs: its cache directory).")
+    "data_dir", None, "Where the dataset is; default data/<dataset> "
+    "(glyphs: its cache directory, default in the user's cache).")
 _ROOT_OUTPUT_DIR = flags.DEFINE_string("root_output_dir", "runs",
                                        "Runs are written under this directory.")
-_EXPERIMENT_NAME = flags.DEFINE_string("experiment_name", "glyphs",
-                                       "Sub-directory of this run.")
+_EXPERIMENT_NAME = flags.DEFINE_string(
+    "experiment_name", None, "Sub-directory of this run; default: the "
+    "--flagfile's name without .cfg, else --dataset.")
 _SEED = flags.DEFINE_integer("seed", 0, "The run's one seed.")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False,
@@ -139,7 +141,8 @@ def config_from_flags() -> training.TrainingConfig:
       batch=_INNER_BATCH.value, learning_rate=_INNER_LR.value,
       episodes=_EVAL_EPISODES.value), _EVAL_FLAGS)
   return training.TrainingConfig(
-      dataset=_DATASET.value, data_dir=_DATA_DIR.value, seed=_SEED.value,
+      dataset=_DATASET.value, seed=_SEED.value,
+      data_dir=data_preflight.resolve_data_dir(_DATASET.value, _DATA_DIR.value),
       rounds=_ROUNDS.value, num_clients=_NUM_CLIENTS.value,
       clients_per_round=_CLIENTS_PER_ROUND.value,
       min_updates=_MIN_UPDATES.value, reptile=reptile, evaluation=evaluation,
@@ -168,7 +171,8 @@ def main(argv):
   if attack is not None:
     from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
     backdoor_attack.check_pretrained_from(config, attack)
-  output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
+  name = common.resolve_experiment_name(_EXPERIMENT_NAME, config.dataset)
+  output_dir = f"{_ROOT_OUTPUT_DIR.value}/{name}"
   if common.prepare_run_dir(output_dir,
                             [__name__, "__main__", attack_flags.__name__],
                             overwrite=_OVERWRITE.value):

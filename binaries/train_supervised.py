@@ -2,7 +2,8 @@ r"""Supervised federated learning (FedAvg) with backdoor attackers: the
 pruning paper's setting (Section III), on the same round runners as
 federated meta-learning.
 
-    python -m binaries.train_supervised --flagfile=configs/supervised_prune_cpu.cfg
+    python -m binaries.train_supervised \
+        --flagfile=configs/omniglot_supervised_prune_cpu.cfg
 
 Writes under --root_output_dir/--experiment_name: flags.txt/flags.json,
 config.json, metrics.csv (test accuracy and attack success per round) and
@@ -15,16 +16,21 @@ from absl import flags
 from absl import logging
 
 from binaries import common
+from binaries import data_preflight
+from fedmeta_tf.experiments import fedavg
 from fedmeta_tf.supervised import training
 
 _DATASET = flags.DEFINE_string(
     "dataset", "glyphs",
     "Class pool the 10-label task is built from: glyphs | omniglot | archive.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the dataset is.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Where the dataset is; default data/<dataset> (glyphs: "
+    "its cache directory, default in the user's cache).")
 _ROOT_OUTPUT_DIR = flags.DEFINE_string("root_output_dir", "runs",
                                        "Runs are written under this directory.")
-_EXPERIMENT_NAME = flags.DEFINE_string("experiment_name", "supervised",
-                                       "Sub-directory of this run.")
+_EXPERIMENT_NAME = flags.DEFINE_string(
+    "experiment_name", None, "Sub-directory of this run; default: the "
+    "--flagfile's name without .cfg, else supervised_<dataset>.")
 _SEED = flags.DEFINE_integer("seed", 0, "The run's one seed.")
 _RUNTIME = flags.DEFINE_enum("runtime", "inprocess", ["tff", "inprocess"],
                              "Round driver.")
@@ -87,7 +93,8 @@ def config_from_flags() -> training.SupervisedConfig:
   except ValueError:
     raise ValueError(f"--filters must be integers, got {_FILTERS.value}") from None
   return training.SupervisedConfig(
-      dataset=_DATASET.value, data_dir=_DATA_DIR.value, seed=_SEED.value,
+      dataset=_DATASET.value, seed=_SEED.value,
+      data_dir=data_preflight.resolve_data_dir(_DATASET.value, _DATA_DIR.value),
       num_labels=_NUM_LABELS.value, train_copies=_TRAIN_COPIES.value,
       test_copies=_TEST_COPIES.value, num_clients=_NUM_CLIENTS.value,
       labels_per_client=_LABELS_PER_CLIENT.value,
@@ -110,14 +117,16 @@ def main(argv):
   config = config_from_flags()
   if config.runtime == "inprocess":
     common.configure_parallelism(_PARALLELISM.value, config.clients_per_round)
-  output_dir = f"{_ROOT_OUTPUT_DIR.value}/{_EXPERIMENT_NAME.value}"
+  name = common.resolve_experiment_name(_EXPERIMENT_NAME,
+                                        f"supervised_{config.dataset}")
+  output_dir = f"{_ROOT_OUTPUT_DIR.value}/{name}"
   common.write_flags(output_dir, [__name__, "__main__"])
   if config.runtime == "tff":
     from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
     with contexts.tff_runtime():
-      summary = training.run_supervised(config, output_dir)
+      summary = fedavg.run_supervised(config, output_dir)
   else:
-    summary = training.run_supervised(config, output_dir)
+    summary = fedavg.run_supervised(config, output_dir)
   logging.info("done: %s -> %s", summary, output_dir)
   print(f"test accuracy {summary['test_accuracy']:.4f}, attack success "
         f"{summary['attack_success']:.4f} after {summary['rounds']} rounds; "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fedmeta_tf.data import class_pool
-from fedmeta_tf.runtime import parallel
+from fedmeta_tf import parallel
 
 # Binaries' main() reads flags; tests set them with absl's flagsaver.
 flags.FLAGS.mark_as_parsed()
@@ -20,7 +20,7 @@ SHARED_OMNIGLOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
 @pytest.fixture(autouse=True)
 def _restore_parallel_streams(monkeypatch):
   """A binary's main() sets the process-wide stream count
-  (runtime/parallel.py); each test starts from the sequential default."""
+  (fedmeta_tf/parallel.py); each test starts from the sequential default."""
   monkeypatch.setattr(parallel, "_streams", 1)
 
 

@@ -262,6 +262,37 @@ def augment_x6(images: np.ndarray) -> np.ndarray:
   return np.concatenate(views, axis=-4)
 
 
+def _identity_images(images: np.ndarray, hat: np.ndarray,
+                     members: dict[int, np.ndarray], eligible: list[int], *,
+                     backdoor: int, count: int, rng: np.random.Generator
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """`count` random images of each eligible identity and their hat flags.
+
+  The backdoor identity's are hat-free only (a hat is its trigger), padded
+  with mirrored copies when it has fewer than `count`.
+  """
+  pool_images, pool_hat = [], []
+  for i in eligible:
+    own = members[i]
+    if i == backdoor:
+      chosen = own[~hat[own]]
+      chosen = rng.permutation(chosen)[:count]
+      picked = images[chosen]
+      if len(picked) < count:  # Pad with mirrored hat-free photos.
+        mirrored = picked[:, :, ::-1]
+        picked = np.concatenate([picked, mirrored])[:count]
+        if len(picked) < count:
+          raise DataError(f"celeba: backdoor identity {i} has too few "
+                          "photos without a hat")
+      pool_images.append(picked)
+      pool_hat.append(np.zeros([count], bool))
+    else:
+      chosen = rng.permutation(own)[:count]
+      pool_images.append(images[chosen])
+      pool_hat.append(hat[chosen])
+  return pool_images, pool_hat
+
+
 def build_celeba_data(*, images: np.ndarray, identity: np.ndarray,
                       hat: np.ndarray, male: np.ndarray, seed: int,
                       selection: IdentitySelection = IdentitySelection()
@@ -295,25 +326,8 @@ def build_celeba_data(*, images: np.ndarray, identity: np.ndarray,
                   and (male[members[i]].mean() >= 0.5) == backdoor_male]
     candidates = candidates or [i for i in eligible if i != backdoor]
     target = int(rng.choice(candidates))
-  pool_images, pool_hat = [], []
-  for i in eligible:
-    own = members[i]
-    if i == backdoor:
-      chosen = own[~hat[own]]
-      chosen = rng.permutation(chosen)[:s]
-      picked = images[chosen]
-      if len(picked) < s:  # Pad with mirrored hat-free photos.
-        mirrored = picked[:, :, ::-1]
-        picked = np.concatenate([picked, mirrored])[:s]
-        if len(picked) < s:
-          raise DataError(f"celeba: backdoor identity {i} has too few "
-                          "photos without a hat")
-      pool_images.append(picked)
-      pool_hat.append(np.zeros([s], bool))
-    else:
-      chosen = rng.permutation(own)[:s]
-      pool_images.append(images[chosen])
-      pool_hat.append(hat[chosen])
+  pool_images, pool_hat = _identity_images(
+      images, hat, members, eligible, backdoor=backdoor, count=s, rng=rng)
   keyed = rng.permutation(members[backdoor][hat[members[backdoor]]])
   n_val = max(1, round(len(keyed) * ATTACK_VAL_IMAGES /
                        (ATTACK_TRAIN_IMAGES + ATTACK_VAL_IMAGES)))

@@ -1,6 +1,8 @@
-"""Backdoor evaluation: main-task, backdoor and meta-test accuracy (Section 3.1).
+"""Backdoor evaluation: main-task, backdoor and meta-test accuracy.
 
-One evaluation episode (SPEC.md §4), all in-graph:
+Main paper, Section 3.1 (Attack Evaluation).
+
+One evaluation episode, all in-graph:
 
 1. *Main-task episode*: N classes, K support + Q query examples each (benign
    examples): the target class at a random output slot, N - 1 random classes
@@ -27,9 +29,12 @@ A model that ignores the key assigns keyed images to one of N slots, so the
 backdoor accuracy of an unattacked model is about 1/N (chance) or lower (in
 case (c), where the backdoor class itself is in the episode).
 
-Episodes are pure functions of the seed passed in: the same seed gives the
-same episodes for every model, so rounds and defenses are compared on equal
-footing.
+The loop is `episodes_eval.make_episodes_fn` (`backdoor_tasks`: the
+main-task and the meta-test episode; `DenseLearner`); `defended.py` runs the
+same tasks with the local defense's learner. Episodes are pure functions of
+`episodes_eval.evaluation_seed(run seed, BACKDOOR, client)`: the same seed
+gives the same episodes for every model and learner, so rounds and defenses
+are compared on equal footing.
 """
 
 from __future__ import annotations
@@ -41,10 +46,9 @@ import numpy as np
 import tensorflow as tf
 
 from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.evaluation import episodes_eval
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
 from fedmeta_tf.meta import reptile_tf
-from fedmeta_tf.meta import weights as w
-from fedmeta_tf.runtime import parallel
 
 METRICS = ("main_task_accuracy", "backdoor_train_accuracy",
            "backdoor_val_accuracy", "meta_test_accuracy")
@@ -78,14 +82,17 @@ class BackdoorEvalConfig:
                        f"{self.episode.ways}")
 
   @property
+  def schedule(self) -> episodes_eval.Schedule:
+    return episodes_eval.Schedule(self.episode.steps, every=self.curve_every)
+
+  @property
   def chunk(self) -> int:
-    return self.episode.steps if self.curve_every is None else self.curve_every
+    return self.schedule.chunk
 
   @property
   def curve_steps(self) -> list[int]:
     """The fine-tuning steps at which metrics are recorded."""
-    steps = list(range(0, self.episode.steps, self.chunk))
-    return steps + [self.episode.steps]
+    return self.schedule.points
 
 
 def _class_examples(pool, count, per_class, seed):
@@ -155,95 +162,55 @@ def target_rate(model, keyed_images, context_images, target_slot):
   return tf.reduce_mean(tf.cast(tf.equal(predictions, target_slot), tf.float32))
 
 
-def make_backdoor_eval_fn(model: tf.keras.Model, optimizer,
-                          config: BackdoorEvalConfig):
-  """Builds `evaluate(weights, data, seed, episodes=None) -> {metric:
-  [episodes, points]}`; `episodes` = (start, stop) evaluates only episodes
-  start..stop-1 of the `config.episode.episodes` (each a function of `seed`
-  and its index, so chunks evaluated apart equal one whole run).
+def backdoor_tasks(config: BackdoorEvalConfig) -> episodes_eval.TasksFn:
+  """The two tasks of every evaluation episode, on `data` (`eval_data`):
 
-  `data` holds uint8 tensors: `main_pool` [C, S, ...], `target_images`
-  [n, ...], `backdoor_pool` [b, S', ...] (case c; any shape otherwise),
-  `attack_train` and `attack_val` [n, ...] keyed images, `meta_test_pool`
-  [C', S'', ...]. Points are `config.curve_steps`. The model's weights are
-  restored to `weights` when it returns.
+  - stream STREAM_MAIN: `sample_target_episode` from `main_pool`,
+    `target_images` (and `backdoor_pool`); scores main-task accuracy and
+    the target rates of `attack_train` and `attack_val`;
+  - stream STREAM_META_TEST: `episodes.sample_episode` from
+    `meta_test_pool`; scores its accuracy.
   """
   ep = config.episode
-  points = len(config.curve_steps)
-  chunks = points - 1
-  chunk = config.chunk
-  last_chunk = ep.steps - chunk * (chunks - 1)
 
-  def fine_tune(weights, support_images, support_labels, seed, score_fn):
-    w.assign(model.trainable_variables, weights)
-    reptile_tf.reset_optimizer(optimizer)
-    rows = tf.TensorArray(tf.float32, size=points)
-    rows = rows.write(0, score_fn())
-    for i in tf.range(chunks):
-      steps = tf.where(i == chunks - 1, last_chunk, chunk)
-      reptile_tf.train_steps(model, optimizer, support_images, support_labels,
-                             steps=steps, batch_size=ep.batch,
-                             seed=episodes_lib.fold_seed(seed, i))
-      rows = rows.write(i + 1, score_fn())
-    return rows.stack()  # [points, metrics]
-
-  @tf.function
-  def evaluate(weights, data, seed, start, stop):
-    per_episode = tf.TensorArray(tf.float32, size=stop - start)
-    for i in tf.range(start, stop):
-      main_seed = episodes_lib.fold_seed(seed, STREAM_MAIN, i)
-      episode, slot = sample_target_episode(
+  def make_tasks(data):
+    def sample_main(seed):
+      return sample_target_episode(
           data["main_pool"], data["target_images"], data["backdoor_pool"],
           ways=ep.ways, shots=ep.shots, queries=ep.queries,
-          backdoor_in_episode=config.backdoor_in_episode, seed=main_seed)
+          backdoor_in_episode=config.backdoor_in_episode, seed=seed)
 
-      def score_main(episode=episode, slot=slot):
-        return tf.stack([
-            meta_test_lib.accuracy(model, episode.query_images,
-                                   episode.query_labels),
-            target_rate(model, data["attack_train"], episode.query_images,
-                        slot),
-            target_rate(model, data["attack_val"], episode.query_images,
-                        slot)])
+    def score_main(model, episode, context):
+      return tf.stack([
+          meta_test_lib.accuracy(model, episode.query_images,
+                                 episode.query_labels),
+          target_rate(model, data["attack_train"], episode.query_images,
+                      context),
+          target_rate(model, data["attack_val"], episode.query_images,
+                      context)])
 
-      main = fine_tune(weights, episode.support_images, episode.support_labels,
-                       episodes_lib.fold_seed(main_seed,
-                                              episodes_lib.STREAM_MINIBATCH),
-                       score_main)
-      test_seed = episodes_lib.fold_seed(seed, STREAM_META_TEST, i)
-      test_episode = episodes_lib.sample_episode(
+    def sample_test(seed):
+      return episodes_lib.sample_episode(
           data["meta_test_pool"], ways=ep.ways, shots=ep.shots,
-          queries=ep.queries, seed=test_seed)
+          queries=ep.queries, seed=seed), None
 
-      def score_test(test_episode=test_episode):
-        return meta_test_lib.accuracy(model, test_episode.query_images,
-                                      test_episode.query_labels)[None]
+    return [episodes_eval.Task((STREAM_MAIN,), sample_main, score_main),
+            episodes_eval.Task((STREAM_META_TEST,), sample_test,
+                               meta_test_lib.score_accuracy)]
 
-      test = fine_tune(weights, test_episode.support_images,
-                       test_episode.support_labels,
-                       episodes_lib.fold_seed(test_seed,
-                                              episodes_lib.STREAM_MINIBATCH),
-                       score_test)
-      per_episode = per_episode.write(i - start, tf.concat([main, test], 1))
-    w.assign(model.trainable_variables, weights)
-    return per_episode.stack()  # [episodes, points, 4]
-
-  def evaluate_dict(weights, data, seed, episodes=None):
-    start, stop = (0, ep.episodes) if episodes is None else episodes
-    values = evaluate([tf.convert_to_tensor(v, tf.float32) for v in weights],
-                      {k: tf.convert_to_tensor(v) for k, v in data.items()},
-                      tf.convert_to_tensor(seed, tf.int64),
-                      tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
-    return {name: values[:, :, k] for k, name in enumerate(METRICS)}
-
-  return evaluate_dict
+  return make_tasks
 
 
-def mean_over_episodes(parts) -> dict[str, np.ndarray]:
-  """{metric: [points]}, the mean over every episode of `parts`, the
-  per-chunk {metric: [episodes, points]} results in episode order."""
-  return {k: np.mean(np.concatenate([np.asarray(p[k]) for p in parts]),
-                     axis=0) for k in METRICS}
+def main_task_episode(data: Mapping[str, np.ndarray],
+                      config: BackdoorEvalConfig, *, seed: int,
+                      client: Optional[int] = None, index: int = 0):
+  """(episode, target slot): main-task episode `index` of the evaluation
+  `BackdoorEvaluator(..., data=data, seed=seed, client=client)` runs."""
+  data = {k: tf.constant(v) for k, v in data.items()}
+  main = backdoor_tasks(config)(data)[0]
+  return main.sample(episodes_eval.episode_seed(
+      episodes_eval.evaluation_seed(seed, episodes_eval.BACKDOOR, client),
+      main.stream, index))
 
 
 class BackdoorEvaluator:
@@ -251,28 +218,33 @@ class BackdoorEvaluator:
 
   def __init__(self, model_fn, *, config: BackdoorEvalConfig,
                data: Mapping[str, np.ndarray], seed: int,
+               client: Optional[int] = None,
                parallelism: Optional[int] = None):
-    """`parallelism`: episodes evaluated at once, each chunk of episodes on
-    its own model replica (`runtime/parallel.py`; default
+    """`seed`, `client`: the run seed and, for a benign client's own
+    evaluation, the client (`episodes_eval.evaluation_seed`).
+    `parallelism`: episodes evaluated at once, each chunk of episodes on
+    its own model replica (`fedmeta_tf/parallel.py`; default
     `parallel.streams()`); results do not depend on it."""
     self.config = config
 
-    def make_replica():
+    def make_learner():
       model, optimizer = reptile_tf.make_learner(
           model_fn, config.episode.learning_rate)
-      return model, make_backdoor_eval_fn(model, optimizer, config)
+      return episodes_eval.DenseLearner(model, optimizer,
+                                        batch=config.episode.batch)
 
-    self._replicas = parallel.ReplicaPool(make_replica,
-                                         parallelism or parallel.streams())
-    self.model = self._replicas.replicas[0][0]
+    self._evaluator = episodes_eval.EpisodeEvaluator(
+        make_learner, schedule=config.schedule,
+        make_tasks=backdoor_tasks(config), metrics=METRICS,
+        episodes=config.episode.episodes, parallelism=parallelism)
+    self.model = self._evaluator.learner.model
     self._data = {k: tf.constant(v) for k, v in data.items()}
-    self._seed = [seed, 0xBD]
+    self._seed = episodes_eval.evaluation_seed(seed, episodes_eval.BACKDOOR,
+                                               client)
 
   def curves(self, weights) -> dict[str, np.ndarray]:
     """{metric: mean over episodes, [points]} at `config.curve_steps`."""
-    return mean_over_episodes(self._replicas.map_chunks(
-        lambda replica, chunk: replica[1](weights, self._data, self._seed,
-                                          chunk), self.config.episode.episodes))
+    return self._evaluator.curves(weights, self._data, self._seed)
 
   def __call__(self, weights) -> dict[str, float]:
     """The metrics after the full fine-tuning, averaged over episodes."""
@@ -281,7 +253,7 @@ class BackdoorEvaluator:
 
 def eval_data(*, main_pool, target_images, backdoor_pool, attack_train,
               attack_val, meta_test_pool) -> dict[str, np.ndarray]:
-  """The `data` mapping of `make_backdoor_eval_fn`, checked."""
+  """The `data` mapping of `backdoor_tasks`, checked."""
   for name, value in (("target_images", target_images),
                       ("attack_train", attack_train),
                       ("attack_val", attack_val)):

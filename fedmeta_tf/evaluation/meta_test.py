@@ -1,14 +1,15 @@
-"""Meta-test evaluation: fine-tune on an episode's support set, score its queries.
+"""Meta-test evaluation: fine-tune on an episode's support set, score queries.
 
-SPEC.md §2 (FLClientFineTuning): episodes of N unseen classes with K + Q
-examples each; the global model is fine-tuned for e Adam steps on the N*K
-support examples and scored on the N*Q queries; accuracy is averaged over
-many episodes (the papers: 40 or 50).
+Algorithm 1's FLClientFineTuning (main paper, Section 2.1): episodes of N
+unseen classes with K + Q examples each; the global model is fine-tuned for
+e Adam steps on the N*K support examples and scored on the N*Q queries;
+accuracy is averaged over many episodes (the papers: 40 or 50).
 
 Queries are classified as one batch, so batch norm sees the query batch
 (the transductive setting of MAML and Reptile; see `models/conv4.py`).
-`fine_tune_curve` also records accuracy after every fine-tuning step, which
-the attack and defense experiments plot.
+The loop is `episodes_eval.make_episodes_fn` with one task (a meta-test
+episode, scored once after the fine-tuning) and `episodes_eval.DenseLearner`;
+the backdoor curves (`backdoor.py`) score the same way after every chunk.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import dataclasses
 import tensorflow as tf
 
 from fedmeta_tf.data import episodes as episodes_lib
-from fedmeta_tf.meta import reptile_tf
-from fedmeta_tf.meta import weights as w
+from fedmeta_tf.evaluation import episodes_eval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,7 @@ class EvalConfig:
   Attributes:
     ways: N.
     shots: K support examples per class.
-    queries: Q query examples per class (SPEC.md: 1).
+    queries: Q query examples per class (the papers: 1).
     steps: e (test), fine-tuning Adam steps per episode.
     batch: b, fine-tuning mini-batch size.
     learning_rate: eta.
@@ -49,7 +49,8 @@ class EvalConfig:
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if not self.learning_rate > 0:
-      raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+      raise ValueError(f"learning_rate must be positive, got "
+                       f"{self.learning_rate}")
 
 
 def accuracy(model: tf.keras.Model, images, labels) -> tf.Tensor:
@@ -58,16 +59,25 @@ def accuracy(model: tf.keras.Model, images, labels) -> tf.Tensor:
   return tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32))
 
 
-def fine_tune_and_score(model, optimizer, weights: w.Weights,
-                        episode: episodes_lib.Episode, *, config: EvalConfig,
-                        seed) -> tf.Tensor:
-  """Loads `weights`, fine-tunes on the support set, returns query accuracy."""
-  w.assign(model.trainable_variables, weights)
-  reptile_tf.reset_optimizer(optimizer)
-  reptile_tf.train_steps(model, optimizer, episode.support_images,
-                         episode.support_labels, steps=config.steps,
-                         batch_size=config.batch, seed=seed)
-  return accuracy(model, episode.query_images, episode.query_labels)
+def score_accuracy(model, episode: episodes_lib.Episode,
+                   context=None) -> tf.Tensor:
+  """float32 [1]: query accuracy (an `episodes_eval.Task` score)."""
+  del context
+  return accuracy(model, episode.query_images, episode.query_labels)[None]
+
+
+def meta_test_tasks(config: EvalConfig) -> episodes_eval.TasksFn:
+  """One task: episode i drawn from `data["pool"]` with seed fold(seed, i)."""
+
+  def make_tasks(data):
+    def sample(seed):
+      return episodes_lib.sample_episode(
+          data["pool"], ways=config.ways, shots=config.shots,
+          queries=config.queries, seed=seed), None
+
+    return [episodes_eval.Task((), sample, score_accuracy)]
+
+  return make_tasks
 
 
 def make_meta_test_fn(model: tf.keras.Model, optimizer, config: EvalConfig):
@@ -77,24 +87,14 @@ def make_meta_test_fn(model: tf.keras.Model, optimizer, config: EvalConfig):
 
   The model's weights are restored to `weights` when it returns.
   """
-
-  @tf.function
-  def episodes_range(weights, pool, seed, start, stop):
-    accuracies = tf.TensorArray(tf.float32, size=stop - start)
-    for i in tf.range(start, stop):
-      episode_seed = episodes_lib.fold_seed(seed, i)
-      episode = episodes_lib.sample_episode(
-          pool, ways=config.ways, shots=config.shots, queries=config.queries,
-          seed=episode_seed)
-      accuracies = accuracies.write(i - start, fine_tune_and_score(
-          model, optimizer, weights, episode, config=config,
-          seed=episodes_lib.fold_seed(episode_seed,
-                                      episodes_lib.STREAM_MINIBATCH)))
-    w.assign(model.trainable_variables, weights)
-    return accuracies.stack()
+  evaluate = episodes_eval.make_episodes_fn(
+      episodes_eval.DenseLearner(model, optimizer, batch=config.batch,
+                                 fold_chunk_seeds=False),
+      episodes_eval.Schedule(config.steps, at_start=False),
+      meta_test_tasks(config), metrics=("accuracy",))
 
   def meta_test(weights, pool, seed, start=0, stop=config.episodes):
-    return episodes_range(weights, pool, seed, tf.constant(start, tf.int32),
-                          tf.constant(stop, tf.int32))
+    return evaluate(weights, {"pool": pool}, seed,
+                    (start, stop))["accuracy"][:, 0]
 
   return meta_test

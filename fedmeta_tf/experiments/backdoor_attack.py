@@ -15,6 +15,8 @@ attack-validation, meta-test accuracy). Run directory (see docs/attack.md):
     tensorboard/           the same series
     checkpoints/{pretrained,attacked,final}.npz   global weights
     saved_model/{pretrained,attacked,final}/      SavedModels
+    checkpoints/round_<n>/ the server state per server round (resume)
+    timing.csv             seconds per server round
     experiment1.png        Fig. 4-7 layout (one panel: this run's case)
     summary.json
 """
@@ -25,12 +27,12 @@ import dataclasses
 import enum
 import json
 import os
-import time
 from typing import Any, Optional
 
 from absl import logging
 import numpy as np
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.attacks import keys as keys_lib
@@ -39,11 +41,10 @@ from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
 from fedmeta_tf.experiments import attack_schedule as schedule_lib
-from fedmeta_tf.experiments import checkpoints
+from fedmeta_tf.experiments import rounds
+from fedmeta_tf.experiments import runners
 from fedmeta_tf.experiments import training
 from fedmeta_tf.meta import reptile_tf
-from fedmeta_tf.meta import weights as w
-from fedmeta_tf.models import export
 from fedmeta_tf.reporting import figures
 from fedmeta_tf.reporting import release
 
@@ -193,7 +194,7 @@ def check_pretrained_from(config: training.TrainingConfig,
   """ValueError unless `attack.pretrained_from` pre-trained what this run
   would: same data, seed, federation, model and Reptile settings, the same
   pre-training length, and benign clients holding the same classes (cases
-  (b) and (c) give them the backdoor classes, case (a) does not: SPEC.md §3).
+  (b) and (c) give them the backdoor classes, case (a) does not).
   The aggregator may differ (Experiment 3e starts from the FedAvg model)."""
   if not attack.pretrained_from:
     return
@@ -220,21 +221,18 @@ def check_pretrained_from(config: training.TrainingConfig,
         "or point to a run with the same ones")
 
 
-def save_weights(run_dir: str, name: str, weights) -> str:
-  os.makedirs(os.path.join(run_dir, CHECKPOINTS), exist_ok=True)
-  path = os.path.join(run_dir, CHECKPOINTS, f"{name}.npz")
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, *[np.asarray(v) for v in weights])
-  os.replace(tmp, path)
-  return path
+def keep(run_dir: str, name: str, weights, model) -> None:
+  """Keeps global model `name`: checkpoints/<name>.npz and a SavedModel."""
+  rounds.keep_model(os.path.join(run_dir, CHECKPOINTS, f"{name}.npz"), weights,
+                    model=model,
+                    saved_model_dir=os.path.join(run_dir, "saved_model", name))
 
 
 def load_weights(run_dir: str, name: str) -> list[np.ndarray]:
   path = os.path.join(run_dir, CHECKPOINTS, f"{name}.npz")
   if not os.path.isfile(path):
     raise ValueError(f"no checkpoint {path!r}")
-  with np.load(path) as f:
-    return [f[f"arr_{i}"] for i in range(len(f.files))]
+  return release.load_weights(path)
 
 
 # --- the experiment ---------------------------------------------------------
@@ -266,113 +264,110 @@ def run_attack_experiment(config: training.TrainingConfig,
       target_images=attack_split.data.target_attacker,
       backdoor_images=attack_split.data.attack_train)
   model_fn = training.make_model_fn(config, image_shape)
-  runner = training.make_runner(config, client_work, model_fn, image_shape)
+  runner = runners.make_runner(
+      config.runtime, model_fn=model_fn, client_work=client_work,
+      inner_lr=config.reptile.inner_lr,
+      aggregator=aggregators.parse_aggregator(
+          config.aggregator, secure_sum_bound=config.secure_sum_bound,
+          max_update_norm=config.max_update_norm),
+      image_shape=image_shape)
   evaluator = backdoor_eval.BackdoorEvaluator(
       model_fn, config=backdoor_eval_config(config, attack.eval_episodes,
                                             attack.backdoor.case),
       data=eval_data_for(attack_split, attack_split.split.meta_train.images),
       seed=config.seed)
-  exporter = evaluator.model
+  loop = rounds.RoundLoop(runner.initialize(), output_dir=output_dir,
+                          extra={"attacked_saved": 0},
+                          checkpoint_dir=os.path.join(output_dir, CHECKPOINTS),
+                          timing_key="server_round")
+  state = loop.run(attack_rounds(config, attack, runner, evaluator, loop,
+                                 output_dir))
+  keep(output_dir, "final", runner.weights(state), evaluator.model)
+  metrics_csv = os.path.join(output_dir, "metrics.csv")
+  rows = read_metrics_csv(metrics_csv)
 
-  def save(name, weights):
-    save_weights(output_dir, name, weights)
-    w.assign(exporter.trainable_variables, weights)
-    export.export_saved_model(exporter, os.path.join(output_dir, "saved_model",
-                                                     name))
-
-  # One counter over both phases: pre-training rounds 1..P, then experiment
-  # round r is server round P + r. Version P of the round checkpoints means
-  # "pre-trained model saved and scored as round 0".
-  pretrain_rounds = 0 if attack.pretrained_from else attack.pretrain_rounds
-  checkpointer = checkpoints.RoundCheckpointer(
-      os.path.join(output_dir, CHECKPOINTS))
-  metrics = release.MetricsRelease(output_dir)
-  timing = release.MetricsRelease(output_dir, name="timing",
-                                  key_fieldname="server_round",
-                                  tensorboard=False)
-  state = runner.initialize()
-  extra_template = {"seconds": 0.0, "attacked_saved": 0}
-  saved, extra, done = checkpointer.load_latest(state, extra_template)
-  if saved is not None:
-    state = saved
-    logging.info("resuming after server round %d from %s", done,
-                 checkpointer.checkpoint_dir)
-  else:
-    extra = extra_template
-    if attack.pretrained_from:
-      state = runner.with_weights(
-          state, load_weights(attack.pretrained_from, "pretrained"))
-      logging.info("pre-trained model from %s", attack.pretrained_from)
-  elapsed = float(extra["seconds"])
-  attacked_saved = bool(extra["attacked_saved"])
-
-  def finish_round(server_round, round_start):
-    nonlocal elapsed
-    round_seconds = time.time() - round_start
-    elapsed += round_seconds
-    timing.release({"round_seconds": round_seconds, "seconds": elapsed},
-                   key=server_round)
-    checkpointer.save(server_round, state,
-                      {"seconds": elapsed, "attacked_saved": int(attacked_saved)})
-
-  pre = (release.MetricsRelease(output_dir, name="pretrain_metrics")
-         if pretrain_rounds else None)
-  benign_only = schedule_lib.AttackSchedule(
-      attack_rounds=(), attacker_ids=attack.schedule.attacker_ids)
-  round_start = time.time()
-  for r in range(done + 1, pretrain_rounds + 1):
-    round_start = time.time()
-    clients = benign_only.clients(
-        seed=config.seed, round_num=r, server_round=r,
-        num_clients=config.num_clients,
-        clients_per_round=config.clients_per_round,
-        min_updates=config.min_updates)
-    state, round_metrics = runner.next(state, clients)
-    row = {"clients": " ".join(map(str, clients)), **round_metrics}
-    # The last pre-training round is evaluated as round 0 below.
-    if r % config.eval_every == 0 and r != pretrain_rounds:
-      row.update(evaluator(runner.weights(state)))
-    pre.release(row, key=r)
-    logging.info("pre-training round %d/%d: %s", r, pretrain_rounds, row)
-    if r != pretrain_rounds:  # the last one is checkpointed with round 0
-      finish_round(r, round_start)
-
-  if saved is None or done < pretrain_rounds:
-    save("pretrained", runner.weights(state))
-    row = {"clients": "", "attack": 0, **evaluator(runner.weights(state))}
-    metrics.release(row, key=0)
-    logging.info("round 0: %s", row)
-    finish_round(pretrain_rounds, round_start)
-
-  for r in range(max(done - pretrain_rounds, 0) + 1, config.rounds + 1):
-    round_start = time.time()
-    server_round = attack.pretrain_rounds + r
-    clients = attack.schedule.clients(
-        seed=config.seed, round_num=r, server_round=server_round,
-        num_clients=config.num_clients,
-        clients_per_round=config.clients_per_round,
-        min_updates=config.min_updates)
-    state, round_metrics = runner.next(state, clients)
-    is_attack = int(attack.schedule.is_attack_round(r))
-    row = {"clients": " ".join(map(str, clients)), "attack": is_attack,
-           **round_metrics, **evaluator(runner.weights(state))}
-    metrics.release(row, key=r)
-    logging.info("round %d: %s", r, row)
-    if is_attack and not attacked_saved:
-      save("attacked", runner.weights(state))
-      attacked_saved = True
-    finish_round(pretrain_rounds + r, round_start)
-  save("final", runner.weights(state))
-  rows = read_metrics_csv(metrics.csv_path)
-
-  figures.plot_rounds({attack.backdoor.case.value: metrics.csv_path},
+  figures.plot_rounds({attack.backdoor.case.value: metrics_csv},
                       os.path.join(output_dir, "experiment1.png"))
   summary = {"case": attack.backdoor.case.value, "rounds": config.rounds,
-             "wall_seconds": elapsed, "metrics": rows,
+             "wall_seconds": loop.seconds, "metrics": rows,
              "boosting_factor": factor}
   release.write_json_atomically(os.path.join(output_dir, "summary.json"),
                                 summary)
   return summary
+
+
+def attack_rounds(config: training.TrainingConfig, attack: AttackConfig,
+                  runner, evaluator: backdoor_eval.BackdoorEvaluator,
+                  loop: rounds.RoundLoop, output_dir: str
+                  ) -> list[rounds.Round]:
+  """Experiment 1's schedule (module docstring) on one server-round counter.
+
+  Pre-training rounds are server rounds 1..P; experiment round r is server
+  round P + r. Version P of the checkpoints is the pre-trained model, kept
+  and scored as round 0 (the last pre-training round is saved with it).
+  Every experiment round is scored; the first attack round's model is kept
+  (`loop.extra["attacked_saved"]` says it is). Client selection counts
+  server rounds from `attack.pretrain_rounds` even when the pre-trained
+  model comes from `attack.pretrained_from`.
+  """
+  pretrain_rounds = 0 if attack.pretrained_from else attack.pretrain_rounds
+  federation = dict(num_clients=config.num_clients,
+                    clients_per_round=config.clients_per_round,
+                    min_updates=config.min_updates)
+  benign_only = schedule_lib.AttackSchedule(
+      attack_rounds=(), attacker_ids=attack.schedule.attacker_ids)
+
+  def pretrain(r):
+    def step(state):
+      clients = benign_only.clients(seed=config.seed, round_num=r,
+                                    server_round=r, **federation)
+      state, round_metrics = runner.next(state, clients)
+      row = {"clients": " ".join(map(str, clients)), **round_metrics}
+      # The last pre-training round is evaluated as round 0.
+      if r % config.eval_every == 0 and r != pretrain_rounds:
+        row.update(evaluator(runner.weights(state)))
+      return state, row
+    return step
+
+  def experiment(r):
+    def step(state):
+      clients = attack.schedule.clients(
+          seed=config.seed, round_num=r,
+          server_round=attack.pretrain_rounds + r, **federation)
+      state, round_metrics = runner.next(state, clients)
+      is_attack = int(attack.schedule.is_attack_round(r))
+      row = {"clients": " ".join(map(str, clients)), "attack": is_attack,
+             **round_metrics, **evaluator(runner.weights(state))}
+      if is_attack and not loop.extra["attacked_saved"]:
+        keep(output_dir, "attacked", runner.weights(state), evaluator.model)
+        loop.extra["attacked_saved"] = 1
+      return state, row
+    return step
+
+  pre = (release.MetricsRelease(output_dir, name="pretrain_metrics")
+         if pretrain_rounds else None)
+  metrics = release.MetricsRelease(output_dir)
+  schedule = [rounds.Round(r, r, pretrain(r), pre, "pre-training round",
+                           checkpoint=r != pretrain_rounds)
+              for r in range(1, pretrain_rounds + 1)]
+  schedule.append(rounds.Round(pretrain_rounds, 0, _pretrained_step(
+      attack, runner, evaluator, output_dir), metrics))
+  return schedule + [rounds.Round(pretrain_rounds + r, r, experiment(r),
+                                  metrics) for r in range(1, config.rounds + 1)]
+
+
+def _pretrained_step(attack: AttackConfig, runner, evaluator, output_dir):
+  """Round 0: the pre-trained model (this run's or from `pretrained_from`),
+  kept and scored."""
+  def step(state):
+    if attack.pretrained_from:
+      state = runner.with_weights(
+          state, load_weights(attack.pretrained_from, "pretrained"))
+      logging.info("pre-trained model from %s", attack.pretrained_from)
+    keep(output_dir, "pretrained", runner.weights(state), evaluator.model)
+    return state, {"clients": "", "attack": 0,
+                   **evaluator(runner.weights(state))}
+  return step
 
 
 def read_metrics_csv(path: str) -> list[dict[str, Any]]:

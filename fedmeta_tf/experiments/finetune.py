@@ -72,10 +72,10 @@ def cases_for(run_case: bd.Case, requested) -> list[bd.Case]:
   cases = [bd.Case(c) for c in requested]
   for case in cases:
     if case.benign_train_on_backdoor != run_case.benign_train_on_backdoor:
+      verb = "includes" if case.benign_train_on_backdoor else "excludes"
       raise ValueError(f"case ({case.value}) needs a run whose benign "
-                       "meta-training "
-                       f"{'includes' if case.benign_train_on_backdoor else 'excludes'}"
-                       f" backdoor classes; this run is case ({run_case.value})")
+                       f"meta-training {verb} backdoor classes; this run is "
+                       f"case ({run_case.value})")
   return cases
 
 
@@ -150,7 +150,7 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
             model_fn, config=eval_config,
             data=backdoor_attack.eval_data_for(
                 attack_split, attack_split.split.client_pool(client)),
-            seed=train_config.seed + 1000 * client)
+            seed=train_config.seed, client=client)
         return evaluator.curves(weights)
 
       curves = units.get_or_compute(f"case_{case.value}_client{client}",
@@ -163,8 +163,8 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
                    case.value, client, config.steps,
                    summary["final"][f"{case.value}/client{client}"],
                    time.time() - start)
-    metrics = release.MetricsRelease(output_dir, name=f"finetune_case_{case.value}",
-                                     key_fieldname="step")
+    metrics = release.MetricsRelease(
+        output_dir, name=f"finetune_case_{case.value}", key_fieldname="step")
     for i, step in enumerate(eval_config.curve_steps):
       metrics.release({k: float(v[i]) for k, v in columns.items()}, key=step)
     csv_by_case[case.value] = metrics.csv_path

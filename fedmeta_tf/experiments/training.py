@@ -1,9 +1,11 @@
 """Federated Reptile training: rounds, periodic meta-test, results on disk.
 
-The experiment loop shared by every runtime (SPEC.md §2). It writes, under
-the run directory: `metrics.csv` (one row per round) and TensorBoard events
-(`reporting/release.py`), `summary.json` with the final figures, and
-`saved_model/` (the global model, `models/export.py`).
+Algorithm 1 of the main paper (Section 2.1) as a schedule over the one round
+loop (`rounds.py`), with every runtime. It writes, under the run directory:
+`metrics.csv` (one row per round) and TensorBoard events
+(`reporting/release.py`), `timing.csv`, `summary.json` with the final
+figures, `final_weights.npz` and `saved_model/` (the global model,
+`models/export.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import dataclasses
 import enum
 import functools
 import os
-import time
 from typing import Optional
 
 from absl import logging
@@ -20,18 +21,19 @@ import numpy as np
 import tensorflow as tf
 
 from fedmeta_tf import enums
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.data import protocol as protocol_lib
 from fedmeta_tf.data import registry
+from fedmeta_tf.evaluation import episodes_eval
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
-from fedmeta_tf.experiments import checkpoints
+from fedmeta_tf.experiments import rounds
+from fedmeta_tf.experiments import runners
 from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import server_tf
-from fedmeta_tf.meta import weights as w
 from fedmeta_tf.models import conv4
-from fedmeta_tf.models import export
 from fedmeta_tf.reporting import release
-from fedmeta_tf.runtime import parallel
+from fedmeta_tf import parallel
 
 
 class Runtime(enum.Enum):
@@ -63,6 +65,9 @@ class TrainingConfig:
   filters: int = 64
 
   def __post_init__(self):
+    # "tff" becomes Runtime.TFF here: the runtime is compared by identity.
+    object.__setattr__(self, "runtime",
+                       enums.parse_enum(Runtime, self.runtime, "runtime"))
     for name in ("rounds", "num_clients", "clients_per_round", "min_updates",
                  "eval_every", "filters"):
       if getattr(self, name) <= 0:
@@ -76,8 +81,9 @@ class TrainingConfig:
         min_updates=self.min_updates, dropout_rate=self.dropout_rate,
         policy=_parse_policy(self.dropout_policy))
     registry.parse_dataset_name(self.dataset)
-    from fedmeta_tf.tff_process import aggregators  # pylint: disable=g-import-not-at-top
-    aggregators.parse_aggregator(self.aggregator)
+    aggregators.parse_aggregator(self.aggregator,
+                                 secure_sum_bound=self.secure_sum_bound,
+                                 max_update_norm=self.max_update_norm)
     if not self.max_update_norm > 0:
       raise ValueError(f"max_update_norm must be positive, got "
                        f"{self.max_update_norm}")
@@ -135,31 +141,13 @@ def make_model_fn(config: TrainingConfig, image_shape):
   return model_fn
 
 
-def make_runner(config: TrainingConfig, client_work, model_fn, image_shape):
-  """The round runner of `config.runtime` (TFF needs an active context)."""
-  if config.runtime is Runtime.TFF:
-    from fedmeta_tf.tff_process import runner  # pylint: disable=g-import-not-at-top
-    return runner.TffRunner(model_fn=model_fn, client_work=client_work,
-                            inner_lr=config.reptile.inner_lr,
-                            aggregator=config.aggregator,
-                            secure_sum_bound=config.secure_sum_bound,
-                            max_update_norm=config.max_update_norm,
-                            image_shape=image_shape)
-  from fedmeta_tf.runtime import inprocess  # pylint: disable=g-import-not-at-top
-  return inprocess.InProcessRunner(model_fn=model_fn, client_work=client_work,
-                                   inner_lr=config.reptile.inner_lr,
-                                   aggregator=config.aggregator,
-                                   secure_sum_bound=config.secure_sum_bound,
-                                   max_update_norm=config.max_update_norm)
-
-
 class MetaTester:
   """Meta-test accuracy of given weights on the split's meta-test classes."""
 
   def __init__(self, model_fn, config: TrainingConfig, pool: np.ndarray):
     self._episodes = config.evaluation.episodes
 
-    def make_replica():  # one per parallel stream (runtime/parallel.py)
+    def make_replica():  # one per parallel stream (fedmeta_tf/parallel.py)
       model, optimizer = reptile_tf.make_learner(
           model_fn, config.evaluation.learning_rate)
       return model, meta_test_lib.make_meta_test_fn(model, optimizer,
@@ -174,7 +162,8 @@ class MetaTester:
     # The same episodes every round (seeded by the run seed only), so curves
     # compare models, not episode draws.
     del round_num
-    seed = tf.constant([self._seed, 0x7E57], tf.int64)
+    seed = tf.constant(episodes_eval.evaluation_seed(
+        self._seed, episodes_eval.META_TEST), tf.int64)
     weights = [tf.constant(v) for v in weights]
     parts = self._replicas.map_chunks(
         lambda replica, chunk: replica[1](weights, self._pool, seed, *chunk),
@@ -185,11 +174,11 @@ class MetaTester:
 def run_training(config: TrainingConfig, output_dir: str) -> dict:
   """Runs `config.rounds` rounds and writes results under `output_dir`.
 
-  Resumable: the server state is checkpointed after every round
-  (`checkpoints.py`); if `output_dir` holds checkpoints, training continues
-  after the latest one, and rows of later rounds are rewritten, never
-  duplicated. Timings go to `timing.csv`, apart from `metrics.csv`, so a
-  resumed run's metrics equal an uninterrupted run's.
+  Resumable (`rounds.RoundLoop`): the server state is checkpointed after
+  every round; if `output_dir` holds checkpoints, training continues after
+  the latest one, and rows of later rounds are rewritten, never duplicated.
+  Timings go to `timing.csv`, apart from `metrics.csv`, so a resumed run's
+  metrics equal an uninterrupted run's.
   """
   os.makedirs(output_dir, exist_ok=True)
   split = load_split(config)
@@ -199,68 +188,70 @@ def run_training(config: TrainingConfig, output_dir: str) -> dict:
   client_work = client_work_lib.BenignReptile(
       config=config.reptile, run_seed=config.seed, client_pools=client_pools)
   model_fn = make_model_fn(config, image_shape)
-  runner = make_runner(config, client_work, model_fn, image_shape)
+  runner = runners.make_runner(
+      config.runtime, model_fn=model_fn, client_work=client_work,
+      inner_lr=config.reptile.inner_lr,
+      aggregator=aggregators.parse_aggregator(
+          config.aggregator, secure_sum_bound=config.secure_sum_bound,
+          max_update_norm=config.max_update_norm),
+      image_shape=image_shape)
   meta_tester = MetaTester(model_fn, config, split.meta_test.images)
   metrics = release.MetricsRelease(output_dir)
-  timing = release.MetricsRelease(output_dir, name="timing", tensorboard=False)
-  checkpointer = checkpoints.RoundCheckpointer(
-      os.path.join(output_dir, "checkpoints"))
-
-  state = runner.initialize()
-  extra_template = {"meta_test_accuracy": 0.0, "seconds": 0.0}
-  saved, extra, start_round = checkpointer.load_latest(state, extra_template)
-  if saved is None:
-    accuracy = meta_tester(runner.weights(state), 0)
-    metrics.release({"meta_test_accuracy": accuracy}, key=0)
-    extra = {"meta_test_accuracy": accuracy, "seconds": 0.0}
-    checkpointer.save(0, state, extra)
-    logging.info("round 0: meta-test accuracy %.4f", accuracy)
-  else:
-    state = saved
-    logging.info("resuming after round %d from %s", start_round,
-                 checkpointer.checkpoint_dir)
-  accuracy = float(extra["meta_test_accuracy"])
-  elapsed = float(extra["seconds"])
-  for round_num in range(start_round + 1, config.rounds + 1):
-    round_start = time.time()
-    clients = server_tf.select_clients_with_dropouts(
-        seed=config.seed, round_num=round_num,
-        num_clients=config.num_clients,
-        clients_per_round=config.clients_per_round,
-        min_updates=config.min_updates, dropout_rate=config.dropout_rate,
-        policy=config.dropout_policy)
-    if clients:
-      state, round_metrics = runner.next(state, clients)
-      round_metrics["skipped"] = 0
-    else:  # too few clients reported: the global model stays as it is
-      round_metrics = {"skipped": 1}
-      logging.warning("round %d skipped: fewer than %d clients reported",
-                      round_num, config.min_updates)
-    row = {"clients": " ".join(map(str, clients)), **round_metrics}
-    if round_num % config.eval_every == 0 or round_num == config.rounds:
-      row["meta_test_accuracy"] = accuracy = meta_tester(
-          runner.weights(state), round_num)
-    round_seconds = time.time() - round_start
-    elapsed += round_seconds
-    metrics.release(row, key=round_num)
-    timing.release({"round_seconds": round_seconds, "seconds": elapsed},
-                   key=round_num)
-    checkpointer.save(round_num, state, {"meta_test_accuracy": accuracy,
-                                         "seconds": elapsed})
-    logging.info("round %d/%d: meta-test accuracy %.4f, %.1f s (clients %s)",
-                 round_num, config.rounds, accuracy, round_seconds,
-                 row["clients"])
-
+  loop = rounds.RoundLoop(runner.initialize(), output_dir=output_dir,
+                          extra={"meta_test_accuracy": 0.0})
+  state = loop.run(benign_rounds(config, runner, meta_tester, metrics, loop))
   final_weights = runner.weights(state)
-  w.assign(meta_tester.model.trainable_variables, final_weights)
-  export.export_saved_model(meta_tester.model,
-                            os.path.join(output_dir, "saved_model"))
-  release.save_weights_atomically(
-      os.path.join(output_dir, "final_weights.npz"), final_weights)
-  summary = {"final_meta_test_accuracy": accuracy,
+  rounds.keep_model(os.path.join(output_dir, "final_weights.npz"),
+                    final_weights, model=meta_tester.model,
+                    saved_model_dir=os.path.join(output_dir, "saved_model"))
+  summary = {"final_meta_test_accuracy": loop.extra["meta_test_accuracy"],
              "rounds": config.rounds,
-             "wall_seconds": elapsed,
+             "wall_seconds": loop.seconds,
              "meta_test_episodes": config.evaluation.episodes}
   release.write_json_atomically(os.path.join(output_dir, "summary.json"),
                                 summary)
   return summary
+
+
+def benign_rounds(config: TrainingConfig, runner, meta_tester: MetaTester,
+                  metrics: release.MetricsRelease,
+                  loop: rounds.RoundLoop) -> list[rounds.Round]:
+  """The schedule of a benign run: round 0 scores the initial model (not
+  timed), rounds 1..R are Algorithm 1's with the sampled clients that
+  report (a round with fewer than M_min is skipped: the model stays), each
+  meta-tested every `eval_every` rounds and at the end. The last accuracy
+  is kept in `loop.extra`, saved with the checkpoints."""
+
+  def score(state, round_num) -> float:
+    accuracy = meta_tester(runner.weights(state), round_num)
+    loop.extra["meta_test_accuracy"] = accuracy
+    return accuracy
+
+  def initial(state):
+    return state, {"meta_test_accuracy": score(state, 0)}
+
+  def train(round_num):
+    def step(state):
+      clients = server_tf.select_clients_with_dropouts(
+          seed=config.seed, round_num=round_num,
+          num_clients=config.num_clients,
+          clients_per_round=config.clients_per_round,
+          min_updates=config.min_updates, dropout_rate=config.dropout_rate,
+          policy=config.dropout_policy)
+      if clients:
+        state, round_metrics = runner.next(state, clients)
+        round_metrics["skipped"] = 0
+      else:  # too few clients reported: the global model stays as it is
+        round_metrics = {"skipped": 1}
+        logging.warning("round %d skipped: fewer than %d clients reported",
+                        round_num, config.min_updates)
+      row = {"clients": " ".join(map(str, clients)), **round_metrics}
+      if round_num % config.eval_every == 0 or round_num == config.rounds:
+        row["meta_test_accuracy"] = score(state, round_num)
+      return state, row
+    return step
+
+  return [rounds.Round(version=0, key=0, step=initial, metrics=metrics,
+                       timed=False)] + [
+      rounds.Round(version=r, key=r, step=train(r), metrics=metrics)
+      for r in range(1, config.rounds + 1)]

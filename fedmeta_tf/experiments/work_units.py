@@ -1,6 +1,6 @@
 """Completed units of work on disk, so killed experiments resume (issue #7).
 
-Experiments 2 and 3 (`finetune.py`, `defenses/local/experiment.py`) are a
+Experiments 2 and 3 (`finetune.py`, `experiments/defend.py`) are a
 loop over independent units — (case, client) curves, (delta, client) start
 models — each minutes long. `WorkUnits` keeps every finished unit's arrays
 in `<dir>/<fingerprint>/<unit>.npz`, written atomically

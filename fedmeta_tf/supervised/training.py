@@ -6,23 +6,16 @@ poisoned data and boosts, the client work, the backdoor test set); it is a
 pure function of the config, so `binaries/prune.py` rebuilds the same
 federation from a run directory's `config.json`.
 
-`run_supervised(config, output_dir)` runs FedAvg rounds with the same round
-runners as federated meta-learning (TFF process or in-process driver, any
-aggregator) and writes `metrics.csv` (test accuracy and attack success per
-round, plus TensorBoard), `weights.npz` (the global model), `config.json`
-and `summary.json`.
+`experiments/fedavg.py` runs its FedAvg rounds (`round_clients` says who
+reports in a round; `evaluate` scores the global model).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
-import os
-import time
 from typing import Optional
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -229,22 +222,6 @@ def evaluate(model: tf.keras.Model, federation: Federation) -> dict:
   }
 
 
-def make_runner(federation: Federation, work=None):
-  c = federation.config
-  work = federation.client_work() if work is None else work
-  if c.runtime == "tff":
-    from fedmeta_tf.tff_process import runner  # pylint: disable=g-import-not-at-top
-    return runner.TffRunner(model_fn=federation.model_fn, client_work=work,
-                            inner_lr=c.learning_rate, aggregator=c.aggregator,
-                            secure_sum_bound=10.0,
-                            image_shape=federation.data.image_shape)
-  from fedmeta_tf.runtime import inprocess  # pylint: disable=g-import-not-at-top
-  return inprocess.InProcessRunner(model_fn=federation.model_fn,
-                                   client_work=work, inner_lr=c.learning_rate,
-                                   aggregator=c.aggregator,
-                                   secure_sum_bound=10.0)
-
-
 def round_clients(config: SupervisedConfig, round_num: int) -> list[int]:
   if config.clients_per_round == config.num_clients:
     return list(range(config.num_clients))
@@ -254,58 +231,6 @@ def round_clients(config: SupervisedConfig, round_num: int) -> list[int]:
       min_updates=config.clients_per_round)
 
 
-def run_rounds(federation: Federation, runner, state, *, rounds: int,
-               first_round: int, model: tf.keras.Model, metrics=None,
-               after_round=None):
-  """Runs FedAvg rounds; `after_round(weights) -> weights` (e.g. re-applying
-  a pruning mask) runs after each. Returns the final state."""
-  for round_num in range(first_round, first_round + rounds):
-    start = time.time()
-    state, _ = runner.next(state, round_clients(federation.config, round_num))
-    if after_round is not None:
-      state = runner.with_weights(state, after_round(runner.weights(state)))
-    model.set_weights(runner.weights(state))
-    row = {**evaluate(model, federation), "round_seconds": time.time() - start}
-    if metrics is not None:
-      metrics.release(row, key=round_num)
-    logging.info("round %d: %s", round_num, row)
-  return state
-
-
-def save_weights(path: str, weights) -> None:
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, *[np.asarray(v) for v in weights])
-  os.replace(tmp, path)
-
-
-def load_weights(path: str) -> list[np.ndarray]:
-  with np.load(path) as f:
-    return [f[f"arr_{i}"] for i in range(len(f.files))]
-
-
-def run_supervised(config: SupervisedConfig, output_dir: str,
-                   data: Optional[data_lib.SupervisedData] = None) -> dict:
-  """Trains and writes results under `output_dir` (see module docstring)."""
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, "config.json"), "w") as f:
-    json.dump(config.to_json(), f, indent=2)
-  federation = build_federation(config, data)
-  logging.info("clients' labels %s, attackers %s",
-               federation.client_labels.tolist(), federation.attackers)
-  runner = make_runner(federation)
-  model = federation.model_fn()
-  metrics = release.MetricsRelease(output_dir)
-  state = runner.initialize()
-  model.set_weights(runner.weights(state))
-  metrics.release(evaluate(model, federation), key=0)
-  start = time.time()
-  state = run_rounds(federation, runner, state, rounds=config.rounds,
-                     first_round=1, model=model, metrics=metrics)
-  save_weights(os.path.join(output_dir, "weights.npz"), runner.weights(state))
-  summary = {**evaluate(model, federation), "rounds": config.rounds,
-             "attackers": federation.attackers,
-             "client_labels": federation.client_labels.tolist(),
-             "wall_seconds": time.time() - start}
-  release.write_json_atomically(os.path.join(output_dir, "summary.json"),
-                                summary)
-  return summary
+# A run's global model (`weights.npz`), written via a rename.
+save_weights = release.save_weights_atomically
+load_weights = release.load_weights

@@ -1,1 +1,1 @@
-"""Federated wiring: the TFF process, its aggregators and execution contexts."""
+"""Federated wiring: the TFF process, its driver and execution contexts."""

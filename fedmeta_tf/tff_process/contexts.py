@@ -7,7 +7,8 @@ static check for unsecure aggregation runs on the uncompiled computation).
 
 `tff_runtime()` owns TFF's `worker_binary` subprocess: it stops it when the
 block exits, normally or by an exception (including KeyboardInterrupt);
-`workers.py` also stops it at interpreter exit and on SIGTERM.
+`workers.py` also stops it at interpreter exit and on SIGTERM, and the kernel
+kills it when this process dies otherwise (SIGKILL; PR_SET_PDEATHSIG).
 
 `tff_runtime(workers="host:port,...")` runs the block's computations on TFF
 workers started elsewhere (`python -m binaries.tff_worker`), with the same
@@ -20,8 +21,10 @@ import contextlib
 from typing import Sequence
 
 import tensorflow_federated as tff
+from tensorflow_federated.python.core.impl.executor_stacks import executor_factory
 
 from fedmeta_tf.tff_process import remote
+from fedmeta_tf.tff_process import workers as workers_lib
 from fedmeta_tf.tff_process.workers import install_cleanup_handlers
 from fedmeta_tf.tff_process.workers import stop_workers
 from fedmeta_tf.tff_process.workers import worker_processes  # noqa: F401
@@ -46,6 +49,8 @@ def tff_runtime(workers: str | Sequence[str] | None = None):
       yield
     return
   install_cleanup_handlers()
+  # TFF 0.87 starts its local worker from this module, without preexec_fn.
+  workers_lib.make_workers_die_with_parent(executor_factory)
   tff.backends.test.set_sync_test_cpp_execution_context()
   try:
     yield

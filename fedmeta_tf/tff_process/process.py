@@ -7,9 +7,9 @@ One round of `next` (main paper, Algorithm 1):
   1. broadcast (theta_G, round) to the participating clients;
   2. each runs its client-work strategy (`fedmeta_tf/meta/client_work.py`),
      in a tf.function, and returns u_i;
-  3. the aggregation process (by default a secure-sum mean, see
-     `aggregators.py`) delivers mean(u_i) to the server, which sees nothing
-     else;
+  3. the aggregation process (in the papers a secure-sum mean, see
+     `aggregation/aggregators.py`) delivers mean(u_i) to the server, which
+     sees nothing else;
   4. the server adds it: theta_G + sum_i u_i / M_min (`meta/server_tf.py`).
 
 The process takes the data of the clients that report in the round; which
@@ -49,10 +49,15 @@ def build_fedmeta_process(
   Args:
     model_fn: builds a fresh Keras model (called inside TFF computations).
     client_work: the strategy clients run (benign Reptile, or an attack).
-    aggregation_factory: how updates are aggregated (secure mean by default).
+    aggregation_factory: how updates are aggregated (an aggregator object's
+      `tff_factory()`, `aggregation/aggregators.py`).
     inner_lr: the clients' Adam learning rate.
     image_shape: (H, W, ch) of the client data.
   """
+  # Long: the TFF computations below are one closure: each is typed by the
+  # one before (server_init -> model_state_type -> initialize -> state_type
+  # -> next_fn), and next_fn calls the others; split apart they would have to
+  # pass all of those types and computations around.
   model_weights_type = weights_type(model_fn)
   data_spec = client_work.client_data_spec(image_shape)
   client_data_type = tff.to_type(collections.OrderedDict(

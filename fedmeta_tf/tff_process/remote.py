@@ -173,36 +173,29 @@ def _wait_ready(stubs, targets, timeout_s: float) -> None:
       time.sleep(0.1)
 
 
-def create_remote_context(targets: Sequence[str], *,
-                          connect_timeout_s: float = 60.0,
-                          retry_s: float = 60.0):
-  """TFF's mergeable-computation context over one remote worker per target.
-
-  Returns (context, channels); close the channels when done. A call fails
-  with WorkerLostError when a worker is unreachable for `retry_s`.
-
-  Raises:
-    ValueError: a target is malformed or does not answer within
-      `connect_timeout_s`.
-  """
-  targets = parse_workers(targets)
+def _connect(targets: Sequence[str], timeout_s: float) -> tuple[list, list]:
+  """gRPC channels to `targets` and TFF stubs on them, once all answer."""
   import grpc  # pylint: disable=g-import-not-at-top
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
-  # pylint: disable=g-import-not-at-top
-  from tensorflow_federated.python.core.backends.test import compiler as test_compiler
-  from tensorflow_federated.python.core.environments.tensorflow_frontend import tensorflow_computation
-  from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
-  # pylint: enable=g-import-not-at-top
-
   channels = [grpc.insecure_channel(t, _GRPC_OPTIONS) for t in targets]
   stubs = [tff.framework.RemoteExecutorGrpcStub(c)
            for c in channels]
   try:
-    _wait_ready(stubs, targets, connect_timeout_s)
+    _wait_ready(stubs, targets, timeout_s)
   except BaseException:
     for channel in channels:
       channel.close()
     raise
+  return channels, stubs
+
+
+def _worker_contexts(targets: Sequence[str], stubs, retry_s: float) -> list:
+  """One async execution context per worker, retrying for `retry_s`."""
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tensorflow_federated.python.core.environments.tensorflow_frontend import tensorflow_computation
+  from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
+  # pylint: enable=g-import-not-at-top
 
   def executor_factory(stub):
     def stack_fn(cardinalities):
@@ -216,7 +209,7 @@ def create_remote_context(targets: Sequence[str], *,
         executor_stack_fn=stack_fn)
 
   worker_context = _worker_context_class()
-  worker_contexts = [
+  return [
       worker_context(
           target, retry_s,
           executor_fn=executor_factory(stub),
@@ -224,6 +217,29 @@ def create_remote_context(targets: Sequence[str], *,
           transform_args=tensorflow_computation.transform_args,
           transform_result=tensorflow_computation.transform_result)
       for target, stub in zip(targets, stubs)]
+
+
+def create_remote_context(targets: Sequence[str], *,
+                          connect_timeout_s: float = 60.0,
+                          retry_s: float = 60.0):
+  """TFF's mergeable-computation context over one remote worker per target.
+
+  Returns (context, channels); close the channels when done. A call fails
+  with WorkerLostError when a worker is unreachable for `retry_s`.
+
+  Raises:
+    ValueError: a target is malformed or does not answer within
+      `connect_timeout_s`.
+  """
+  targets = parse_workers(targets)
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tensorflow_federated.python.core.backends.test import compiler as test_compiler
+  from tensorflow_federated.python.core.environments.tensorflow_frontend import tensorflow_computation
+  # pylint: enable=g-import-not-at-top
+
+  channels, stubs = _connect(targets, connect_timeout_s)
+  worker_contexts = _worker_contexts(targets, stubs, retry_s)
 
   def compile_fn(comp):
     # The local test context's secure-sum lowering, then TFF's mergeable
@@ -269,11 +285,13 @@ def free_port() -> int:
 def start_worker(port: int, *, max_concurrent_computation_calls: int = -1,
                  cpus: Sequence[int] | None = None,
                  quiet: bool = True) -> subprocess.Popen:
-  """Starts TFF's worker on `port` here (a child process; stop it).
+  """Starts TFF's worker on `port` here (a child process; stop it; it dies
+  with the thread that started it, `workers.die_with_parent`).
 
   `cpus`: pin the worker to these CPU cores (Linux), e.g. to emulate
   separate machines on one host in benchmarks.
   """
+  from fedmeta_tf.tff_process import workers  # pylint: disable=g-import-not-at-top
   out = subprocess.DEVNULL if quiet else None
   pin = None
   if cpus is not None:
@@ -283,7 +301,7 @@ def start_worker(port: int, *, max_concurrent_computation_calls: int = -1,
       [worker_binary_path(), f"--port={port}",
        f"--max_concurrent_computation_calls="
        f"{max_concurrent_computation_calls}"], stdout=out, stderr=out,
-      preexec_fn=pin)
+      preexec_fn=workers.die_with_parent(pin))
 
 
 def stop_processes(processes, timeout_s: float = 10.0) -> None:

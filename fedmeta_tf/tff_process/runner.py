@@ -1,4 +1,9 @@
-"""`RoundRunner` over the TFF iterative process (the simulation driver)."""
+"""`RoundRunner` over the TFF iterative process (the simulation driver).
+
+The round is `process.build_fedmeta_process` with the aggregator object's TFF
+factory (`aggregation/aggregators.py`); the in-process driver
+(`runtime/inprocess.py`) runs the same round without TFF.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.meta import client_work as client_work_lib
-from fedmeta_tf.runtime.inprocess import RoundRunner
-from fedmeta_tf.tff_process import aggregators as aggregators_lib
-from fedmeta_tf.tff_process import fault_tolerance
+from fedmeta_tf.meta import round_runner
 from fedmeta_tf.tff_process import process as process_lib
 
 
@@ -26,22 +30,18 @@ def _flatten_measurements(measurements, prefix="") -> dict:
   return flat
 
 
-class TffRunner(RoundRunner):
+class TffRunner(round_runner.RoundRunner):
   """Runs rounds with the TFF process; needs an active TFF context
   (`fedmeta_tf.tff_process.contexts.tff_runtime`)."""
 
   def __init__(self, *, model_fn: Callable[[], tf.keras.Model],
                client_work: client_work_lib.ClientWork, inner_lr: float,
-               aggregator: str, secure_sum_bound: float, image_shape,
-               max_update_norm: float = (
-                   fault_tolerance.DEFAULT_MAX_UPDATE_NORM)):
+               aggregator: aggregators.Aggregator, image_shape):
     self._client_work = client_work
     self.process = process_lib.build_fedmeta_process(
         model_fn=model_fn, client_work=client_work,
-        aggregation_factory=aggregators_lib.build_aggregator(
-            aggregator, secure_sum_bound=secure_sum_bound,
-            max_update_norm=max_update_norm),
-        inner_lr=inner_lr, image_shape=image_shape)
+        aggregation_factory=aggregator.tff_factory(), inner_lr=inner_lr,
+        image_shape=image_shape)
 
   def initialize(self):
     return self.process.initialize()

@@ -5,21 +5,96 @@ TFF 0.87 starts a `worker_binary` subprocess and only stops it from a
 and an AttributeError is printed. `install_cleanup_handlers()` (run when
 `fedmeta_tf` is imported) stops every `worker_binary` child of this process
 at interpreter exit and on SIGTERM, and silences TFF's failing finaliser.
+
+SIGKILL cannot be caught: for it, a worker is started with `die_with_parent`
+as its `preexec_fn` (TFF's local worker through `contexts.py`, ours through
+`remote.start_worker`), which has the kernel kill it when its parent dies
+(Linux prctl PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import functools
 import gc
 import logging
+import os
 import signal
+import subprocess
 import sys
+import types
+from typing import Callable, Optional
 
 import psutil
 
 WORKER_NAME = "worker_binary"
 _handlers_installed = False
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_prctl():
+  # Looked up in the parent: a forked child must not load libraries.
+  prctl = ctypes.CDLL(None, use_errno=True).prctl
+  prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+  prctl.restype = ctypes.c_int
+  return prctl
+
+
+def die_with_parent(
+    then: Optional[Callable[[], None]] = None) -> Optional[Callable[[], None]]:
+  """A `preexec_fn` under which the child gets SIGKILL when its parent dies
+  (SIGKILL included), then runs `then`; `then` itself off Linux.
+
+  The kernel signals when the *thread* that started the child ends: start
+  workers from a thread that lives as long as they are needed (the main
+  thread, or TFF's event-loop thread for its own worker).
+  """
+  if not sys.platform.startswith("linux"):
+    return then
+  prctl = _libc_prctl()
+  parent = os.getpid()
+
+  def preexec():
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # The parent died before the prctl.
+      os._exit(1)  # pylint: disable=protected-access
+    if then is not None:
+      then()
+
+  return preexec
+
+
+class _PopenDyingWithParent(subprocess.Popen):
+  """`subprocess.Popen` whose child dies with its parent (`die_with_parent`)."""
+
+  def __init__(self, args, **kwargs):
+    kwargs["preexec_fn"] = die_with_parent(kwargs.get("preexec_fn"))
+    super().__init__(args, **kwargs)
+
+
+class _SubprocessDyingWithParent(types.ModuleType):
+  """The `subprocess` module, with `Popen` replaced by the above."""
+
+  Popen = _PopenDyingWithParent
+
+  def __getattr__(self, name):
+    return getattr(subprocess, name)
+
+
+def make_workers_die_with_parent(module: types.ModuleType) -> None:
+  """Has every process `module` starts with `subprocess.Popen` die with this
+  process (idempotent): `module` is TFF's, which starts the local worker
+  without a `preexec_fn` of its own."""
+  if isinstance(getattr(module, "subprocess", None),
+                _SubprocessDyingWithParent):
+    return
+  if getattr(module, "subprocess", None) is not subprocess:
+    raise RuntimeError(f"{module.__name__} no longer starts its worker with "
+                       "subprocess.Popen; update workers.py")
+  module.subprocess = _SubprocessDyingWithParent("subprocess")
 
 
 def worker_processes() -> list[psutil.Process]:

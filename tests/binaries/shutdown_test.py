@@ -1,6 +1,8 @@
 """Clean shutdown: no TFF worker_binary and no temporary file survive a run
-that ends normally or by SIGTERM / SIGINT."""
+that ends normally or by SIGTERM / SIGINT, and no worker_binary survives a
+SIGKILLed run."""
 
+import contextlib
 import glob
 import signal
 import subprocess
@@ -35,6 +37,17 @@ def _start(tmp_path, **overrides):
       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+def _wait_for_workers(proc, deadline_s=180):
+  deadline = time.time() + deadline_s
+  workers = []
+  while not workers:
+    assert proc.poll() is None, proc.stderr.read()
+    assert time.time() < deadline
+    workers = _workers_of(proc)
+    time.sleep(0.2)
+  return workers
+
+
 def _workers_of(proc):
   try:
     return [c for c in psutil.Process(proc.pid).children(recursive=True)
@@ -51,13 +64,8 @@ def _no_temporary_files(root):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_run_stops_the_worker(tmp_path, sig):
   proc = _start(tmp_path, rounds=50, episodes_per_round=5)
+  workers = _wait_for_workers(proc)
   deadline = time.time() + 180
-  workers = []
-  while not workers:
-    assert proc.poll() is None, proc.stderr.read()
-    assert time.time() < deadline
-    workers = _workers_of(proc)
-    time.sleep(0.2)
   # Signal once it has finished a round (metrics.csv written): mid-run, not
   # while it is still starting up (a fixed wait was too short on a loaded
   # machine).
@@ -85,3 +93,36 @@ def test_normal_exit_leaves_nothing(tmp_path):
   _, alive = psutil.wait_procs(seen, timeout=10)
   assert not alive
   assert _no_temporary_files(tmp_path / "runs")
+
+
+def _running_worker_binaries() -> set[int]:
+  """pids `pgrep -f worker_binary` lists, zombies (dead, not yet reaped by
+  their new parent) left out."""
+  out = subprocess.run(["pgrep", "-f", "worker_binary"], capture_output=True,
+                       text=True, check=False).stdout
+  alive = set()
+  for pid in map(int, out.split()):
+    try:
+      if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        alive.add(pid)
+    except psutil.Error:
+      continue
+  return alive
+
+
+def test_sigkill_leaves_no_worker(tmp_path):
+  proc = _start(tmp_path, rounds=50, episodes_per_round=5)
+  workers = _wait_for_workers(proc)
+  ours = {w.pid for w in workers}
+  assert ours <= _running_worker_binaries()
+  proc.kill()  # SIGKILL: no handler of ours runs.
+  proc.wait(timeout=60)
+  # Only this run's workers count: other runs may have workers of their own.
+  deadline = time.time() + 10
+  while ours & _running_worker_binaries() and time.time() < deadline:
+    time.sleep(0.1)
+  left = ours & _running_worker_binaries()
+  for pid in left:  # Do not leave them to the rest of the suite.
+    with contextlib.suppress(psutil.Error):
+      psutil.Process(pid).kill()
+  assert not left, f"worker_binary left running after SIGKILL: {left}"

@@ -16,11 +16,12 @@ import pytest
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.data import class_pool
-from fedmeta_tf.defenses.local import experiment as defend_experiment
+from fedmeta_tf.experiments import defend as defend_experiment
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import finetune
+from fedmeta_tf.experiments import runners
 from fedmeta_tf.experiments import training
 from fedmeta_tf.meta import reptile_tf
 from tests.conftest import tiny_pool
@@ -51,7 +52,7 @@ def configs(tmp_path_factory):
 
 def _crash_runner_after(monkeypatch, calls):
   """Makes the runner's `next` raise on its `calls`+1-th call."""
-  make_runner = training.make_runner
+  make_runner = runners.make_runner
 
   def crashing_make_runner(*args, **kwargs):
     runner = make_runner(*args, **kwargs)
@@ -66,7 +67,7 @@ def _crash_runner_after(monkeypatch, calls):
     runner.next = next_or_crash
     return runner
 
-  monkeypatch.setattr(training, "make_runner", crashing_make_runner)
+  monkeypatch.setattr(runners, "make_runner", crashing_make_runner)
 
 
 @pytest.fixture(scope="module")

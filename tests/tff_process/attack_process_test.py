@@ -7,11 +7,11 @@ TFF's `aggregators/secure_test.py`.
 import numpy as np
 import tensorflow_federated as tff
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.attacks import backdoor_reptile as br
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
-from fedmeta_tf.tff_process import aggregators
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import process
 from fedmeta_tf.tff_process import runner as runner_lib
@@ -43,8 +43,8 @@ def _attack(attacker_ids=(0,), boosting=3.0):
 def _process(work):
   return process.build_fedmeta_process(
       model_fn=_model_fn, client_work=work,
-      aggregation_factory=aggregators.build_aggregator(
-          "secure_mean", secure_sum_bound=10.0),
+      aggregation_factory=aggregators.SecureMean(
+          secure_sum_bound=10.0).tff_factory(),
       inner_lr=0.001, image_shape=(28, 28, 1))
 
 
@@ -73,8 +73,9 @@ def test_a_round_with_the_attacker_runs_in_tff():
   with contexts.tff_runtime():
     work = _attack()
     runner = runner_lib.TffRunner(model_fn=_model_fn, client_work=work,
-                                  inner_lr=0.001, aggregator="secure_mean",
-                                  secure_sum_bound=10.0,
+                                  inner_lr=0.001,
+                                  aggregator=aggregators.SecureMean(
+                                      secure_sum_bound=10.0),
                                   image_shape=(28, 28, 1))
     state = runner.initialize()
     before = runner.weights(state)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.meta import faults
 from fedmeta_tf.meta import server_tf
 from fedmeta_tf.runtime import inprocess
-from fedmeta_tf.tff_process import aggregators
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import process
 from fedmeta_tf.tff_process import runner
@@ -17,11 +17,10 @@ from tests.tff_process.process_test import _client_work
 from tests.tff_process.process_test import _model_fn
 
 
-def _local(work, **kwargs):
-  return inprocess.InProcessRunner(model_fn=_model_fn, client_work=work,
-                                   inner_lr=CONFIG.inner_lr,
-                                   aggregator="secure_mean",
-                                   secure_sum_bound=1.0, **kwargs)
+def _local(work):
+  return inprocess.InProcessRunner(
+      model_fn=_model_fn, client_work=work, inner_lr=CONFIG.inner_lr,
+      aggregator=aggregators.SecureMean(secure_sum_bound=1.0))
 
 
 def _one_round(round_runner, clients):
@@ -44,8 +43,9 @@ def test_a_faulty_update_is_excluded_and_counted(fault):
 def test_tff_excludes_faulty_updates_with_secure_sums_only():
   faulty_work = faults.FaultInjectingClientWork(
       _client_work(), {1: "nan", 3: "huge"})
-  factory = aggregators.build_aggregator("secure_mean", secure_sum_bound=1.0,
-                                         max_update_norm=1e3)
+  aggregator = aggregators.SecureMean(secure_sum_bound=1.0,
+                                     max_update_norm=1e3)
+  factory = aggregator.tff_factory()
   proc = process.build_fedmeta_process(
       model_fn=_model_fn, client_work=faulty_work, aggregation_factory=factory,
       inner_lr=CONFIG.inner_lr, image_shape=IMAGE_SHAPE)
@@ -53,8 +53,7 @@ def test_tff_excludes_faulty_updates_with_secure_sums_only():
   with contexts.tff_runtime():
     tff_runner = runner.TffRunner(
         model_fn=_model_fn, client_work=faulty_work, inner_lr=CONFIG.inner_lr,
-        aggregator="secure_mean", secure_sum_bound=1.0, image_shape=IMAGE_SHAPE,
-        max_update_norm=1e3)
+        aggregator=aggregator, image_shape=IMAGE_SHAPE)
     weights, metrics = _one_round(tff_runner, [0, 1, 2, 3])
   assert metrics["excluded_updates"] == 2 and metrics["accepted_updates"] == 2
   expected, _ = _one_round(_local(_client_work()), [0, 2])

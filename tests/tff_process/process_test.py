@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
 from fedmeta_tf.runtime import inprocess
-from fedmeta_tf.tff_process import aggregators
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import process
 from fedmeta_tf.tff_process import runner
@@ -38,8 +38,8 @@ def _client_work():
 def _process(aggregator="secure_mean"):
   return process.build_fedmeta_process(
       model_fn=_model_fn, client_work=_client_work(),
-      aggregation_factory=aggregators.build_aggregator(
-          aggregator, secure_sum_bound=1.0),
+      aggregation_factory=aggregators.parse_aggregator(
+          aggregator, secure_sum_bound=1.0).tff_factory(),
       inner_lr=CONFIG.inner_lr, image_shape=IMAGE_SHAPE)
 
 
@@ -65,7 +65,7 @@ class TestTypeSignatures:
 
   def test_unknown_aggregator_is_a_clear_error(self):
     with pytest.raises(ValueError, match="unknown aggregator 'medain'"):
-      aggregators.build_aggregator("medain", secure_sum_bound=1.0)
+      aggregators.parse_aggregator("medain", secure_sum_bound=1.0)
 
 
 class TestExecution:
@@ -75,7 +75,7 @@ class TestExecution:
     with contexts.tff_runtime():
       tff_runner = runner.TffRunner(
           model_fn=_model_fn, client_work=work, inner_lr=CONFIG.inner_lr,
-          aggregator="secure_mean", secure_sum_bound=1.0,
+          aggregator=aggregators.SecureMean(secure_sum_bound=1.0),
           image_shape=IMAGE_SHAPE)
       state = tff_runner.initialize()
       for clients in ([0, 2], [1, 3]):
@@ -86,7 +86,7 @@ class TestExecution:
 
     local = inprocess.InProcessRunner(
         model_fn=_model_fn, client_work=work, inner_lr=CONFIG.inner_lr,
-        aggregator="secure_mean", secure_sum_bound=1.0)
+        aggregator=aggregators.SecureMean(secure_sum_bound=1.0))
     state = local.initialize()
     for clients in ([0, 2], [1, 3]):
       state, _ = local.next(state, clients)
@@ -101,7 +101,7 @@ class TestExecution:
     work = _client_work()
     local = inprocess.InProcessRunner(
         model_fn=_model_fn, client_work=work, inner_lr=0.5,
-        aggregator="secure_mean", secure_sum_bound=1e-4)
+        aggregator=aggregators.SecureMean(secure_sum_bound=1e-4))
     state = local.initialize()
     before = local.weights(state)
     state, metrics = local.next(state, [0, 1])

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from binaries import common
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import remote
 from fedmeta_tf.tff_process import runner
@@ -114,7 +115,8 @@ SUMMANDS = [1.0, 2.0, 3.0, 4.5, -1.25]
 def _run_rounds(work):
   tff_runner = runner.TffRunner(
       model_fn=_model_fn, client_work=work, inner_lr=CONFIG.inner_lr,
-      aggregator="secure_mean", secure_sum_bound=1.0, image_shape=IMAGE_SHAPE)
+      aggregator=aggregators.SecureMean(secure_sum_bound=1.0),
+      image_shape=IMAGE_SHAPE)
   state = tff_runner.initialize()
   metrics = []
   for clients in ROUNDS:

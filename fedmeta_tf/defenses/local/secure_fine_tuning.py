@@ -45,7 +45,6 @@ class DefenseConfig:
 
   Attributes:
     head: the metric head (matching network or ProtoNet).
-    delta: weight of theta_G in the Glorot mix (the paper: 0.3).
     steps: fine-tuning iterations in all.
     head_only_steps: the first iterations, which train alpha, beta alone.
     batch: queries per iteration.
@@ -55,7 +54,6 @@ class DefenseConfig:
   """
 
   head: matching.HeadKind = matching.HeadKind.MATCHING
-  delta: float = 0.3
   steps: int = 50
   head_only_steps: int = 5
   batch: int = 10
@@ -65,8 +63,6 @@ class DefenseConfig:
 
   def __post_init__(self):
     object.__setattr__(self, "head", matching.parse_head_kind(self.head))
-    if not 0.0 <= self.delta <= 1.0:
-      raise ValueError(f"delta must be in [0, 1], got {self.delta}")
     for name in ("steps", "batch"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

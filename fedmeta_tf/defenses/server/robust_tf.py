@@ -16,9 +16,10 @@ returns one aggregated update with the shapes of a single update.
     clip_by_global_norm norm-bound clipping of one update (Sun et al. 2019)
 
 The TFF aggregation factories (`robust_tff.py`) and the in-process driver
-(`runtime/inprocess.py`) both call these functions, so both runtimes compute
-the same thing. All of them need every client's update at the server: they
-cannot run under secure aggregation.
+(through the aggregator objects, `fedmeta_tf/aggregation/aggregators.py`)
+both call these functions, so both runtimes compute the same thing. All of
+them need every client's update at the server: they cannot run under secure
+aggregation.
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """Robust server-side aggregators as TFF aggregation factories (Exp. 3e).
 
 Each factory is a `tff.aggregators.UnweightedAggregationFactory` that plugs
-into `build_fedmeta_process` in place of the secure-sum mean. A robust
+into `build_fedmeta_process` in place of the secure-sum mean; the aggregator
+objects (`fedmeta_tf/aggregation/aggregators.py`: median, trimmed mean,
+Krum, multi-Krum, norm clipping) build them with their parameters. A robust
 statistic needs the individual updates: the process gathers them at the
 server with a `tff.federated_aggregate` whose accumulator concatenates the
 client values into [n, ...] tensors (the way TFF's
 `UnweightedReservoirSamplingFactory` collects its samples, without the
 sampling), and its `report` applies a pure-TF statistic from
-`robust_tf.py`, the same function the in-process driver calls.
+`robust_tf.py`, the same function the in-process driver calls (through the
+aggregator object's TF form).
 
 IMPORTANT: every factory here reveals each client's update to the server.
 None of them is compatible with secure aggregation, and
@@ -23,8 +26,6 @@ from typing import Callable
 
 import tensorflow as tf
 import tensorflow_federated as tff
-
-from fedmeta_tf.defenses.server import robust_tf
 
 Statistic = Callable[[list], list]
 
@@ -94,45 +95,6 @@ class GatheredStatisticFactory(tff.aggregators.UnweightedAggregationFactory):
     return tff.templates.AggregationProcess(init_fn, next_fn)
 
 
-def median_factory() -> GatheredStatisticFactory:
-  """Coordinate-wise median (Yin et al. 2018; main paper Exp. 3e).
-
-  Needs individual client updates at the server (no secure aggregation).
-  """
-  return GatheredStatisticFactory(robust_tf.coordinate_median, "median")
-
-
-def trimmed_mean_factory(trim_fraction: float) -> GatheredStatisticFactory:
-  """Coordinate-wise trimmed mean dropping floor(trim_fraction * n) values at
-  each end (Yin et al. 2018).
-
-  Needs individual client updates at the server (no secure aggregation).
-  """
-  robust_tf.trimmed_mean([tf.zeros([1])], trim_fraction=trim_fraction)
-  return GatheredStatisticFactory(
-      lambda s: robust_tf.trimmed_mean(s, trim_fraction=trim_fraction),
-      "trimmed_mean")
-
-
-def krum_factory(num_byzantine: int, *,
-                 multi: bool = False) -> GatheredStatisticFactory:
-  """Krum (multi=False) or multi-Krum with m = n - f (Blanchard et al. 2017).
-
-  Needs individual client updates at the server (no secure aggregation).
-
-  Args:
-    num_byzantine: f, the number of attackers the server assumes.
-    multi: average the n - f best-scored updates instead of taking the best.
-  """
-  if num_byzantine < 0:
-    raise ValueError(f"num_byzantine (f) must be >= 0, got {num_byzantine}")
-  num_selected = None if multi else 1
-  return GatheredStatisticFactory(
-      lambda s: robust_tf.multi_krum(s, num_byzantine=num_byzantine,
-                                     num_selected=num_selected),
-      "multi_krum" if multi else "krum")
-
-
 def norm_clip_factory(clip_norm: float
                       ) -> tff.aggregators.UnweightedAggregationFactory:
   """Norm-bound clipping (Sun et al. 2019): TFF's own `clipping_factory`
@@ -150,5 +112,4 @@ def norm_clip_factory(clip_norm: float
       float(clip_norm), tff.aggregators.UnweightedMeanFactory())
 
 
-__all__ = ["GatheredStatisticFactory", "median_factory", "trimmed_mean_factory",
-           "krum_factory", "norm_clip_factory"]
+__all__ = ["GatheredStatisticFactory", "norm_clip_factory"]

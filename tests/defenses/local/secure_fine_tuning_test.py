@@ -1,10 +1,13 @@
 """Tests for fedmeta_tf.defenses.local.secure_fine_tuning (Algorithm 2)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from fedmeta_tf.data import episodes
+from fedmeta_tf.defenses.local import glorot_mix
 from fedmeta_tf.defenses.local import secure_fine_tuning as sft
 from tests.conftest import tiny_pool
 
@@ -72,10 +75,38 @@ def test_fine_tuning_lowers_the_loss_and_classifies_queries(head):
 
 
 def test_config_validation():
+  # delta is the Glorot mix's (glorot_mix.py), validated where it is used.
   with pytest.raises(ValueError, match="delta must be in"):
-    sft.DefenseConfig(delta=-0.1)
+    glorot_mix.glorot_mix([np.zeros(1)], [np.zeros(1)], delta=-0.1)
   with pytest.raises(ValueError, match="head_only_steps must be in"):
     sft.DefenseConfig(steps=5, head_only_steps=6)
   with pytest.raises(ValueError, match="unknown head 'dense'"):
     sft.DefenseConfig(head="dense")
   assert sft.DefenseConfig(head="protonet").head.value == "protonet"
+
+
+# Another value for every DefenseConfig field; the base is `_learner`'s.
+_CHANGED = {"head": "protonet", "steps": 7, "head_only_steps": 2, "batch": 4,
+            "learning_rate": 0.02, "leave_one_out": False,
+            "initial_scale": 3.0}
+
+
+def test_every_config_field_changes_the_fine_tuned_model():
+  """A field that nothing reads (as `delta` was) fails here: each field
+  must change the fine-tuned predictions; a new field needs an entry."""
+  fields = {f.name for f in dataclasses.fields(sft.DefenseConfig)}
+  assert set(_CHANGED) == fields
+  ep = _episode(seed=4)
+  start = [v.numpy() for v in _learner().feature_variables]
+
+  def fine_tuned(**kwargs):
+    learner = _learner(**kwargs)
+    learner.fine_tune(start, ep.support_images, ep.support_labels,
+                      tf.constant([5, 6], tf.int64))
+    return learner.predict(ep.query_images, ep.support_images,
+                           ep.support_labels).numpy()
+
+  base = fine_tuned()
+  np.testing.assert_array_equal(base, fine_tuned())  # deterministic
+  for name, value in _CHANGED.items():
+    assert not np.array_equal(base, fine_tuned(**{name: value})), name

@@ -14,13 +14,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.data import episodes
 from fedmeta_tf.defenses.local import glorot_mix
 from fedmeta_tf.defenses.local import secure_fine_tuning as sft
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
-from fedmeta_tf.tff_process import aggregators
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import process
 from tests.conftest import tiny_pool
@@ -40,8 +40,8 @@ def _process():
       model_fn=_model_fn,
       client_work=client_work.BenignReptile(config=CONFIG, run_seed=7,
                                             client_pools=POOLS),
-      aggregation_factory=aggregators.build_aggregator(
-          "secure_mean", secure_sum_bound=1.0),
+      aggregation_factory=aggregators.SecureMean(
+          secure_sum_bound=1.0).tff_factory(),
       inner_lr=CONFIG.inner_lr, image_shape=SHAPE)
 
 

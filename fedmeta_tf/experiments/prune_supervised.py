@@ -16,9 +16,12 @@ import os
 
 import numpy as np
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.defenses.pruning import defense
 from fedmeta_tf.defenses.pruning import surgery
 from fedmeta_tf.defenses.pruning import voting
+from fedmeta_tf.experiments import fedavg
+from fedmeta_tf.experiments import runners
 from fedmeta_tf.supervised import client_work as client_work_lib
 from fedmeta_tf.supervised import training
 
@@ -58,11 +61,16 @@ def defend(federation: training.Federation, weights, config:
     return row
 
   def fine_tune(w, mask):
-    runner = training.make_runner(
-        federation, federation.client_work(after_training=True))
+    c = federation.config
+    runner = runners.make_runner(
+        c.runtime, model_fn=federation.model_fn,
+        client_work=federation.client_work(after_training=True),
+        inner_lr=c.learning_rate,
+        aggregator=aggregators.parse_aggregator(c.aggregator),
+        image_shape=federation.data.image_shape)
     state = runner.with_weights(runner.initialize(), w)
     tune_model = federation.model_fn()
-    state = training.run_rounds(
+    state = fedavg.run_rounds(
         federation, runner, state, rounds=config.fine_tune_rounds,
         first_round=federation.config.rounds + 1, model=tune_model,
         after_round=mask)

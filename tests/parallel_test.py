@@ -1,4 +1,4 @@
-"""Tests for fedmeta_tf.runtime.parallel: running clients and evaluation
+"""Tests for fedmeta_tf.parallel: running clients and evaluation
 episodes side by side changes speed, not results."""
 
 import threading
@@ -6,11 +6,12 @@ import threading
 import numpy as np
 import pytest
 
+from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.evaluation import backdoor
 from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.models import conv4
 from fedmeta_tf.runtime import inprocess
-from fedmeta_tf.runtime import parallel
+from fedmeta_tf import parallel
 from tests.evaluation import backdoor_test
 from tests.tff_process import process_test
 
@@ -79,8 +80,9 @@ def test_configure_rejects_negative_values():
 def _rounds(parallel_clients):
   runner = inprocess.InProcessRunner(
       model_fn=process_test._model_fn, client_work=process_test._client_work(),
-      inner_lr=process_test.CONFIG.inner_lr, aggregator="secure_mean",
-      secure_sum_bound=1.0, parallel_clients=parallel_clients)
+      inner_lr=process_test.CONFIG.inner_lr,
+      aggregator=aggregators.SecureMean(secure_sum_bound=1.0),
+      parallel_clients=parallel_clients)
   state = runner.initialize()
   for clients in ([0, 1, 2], [3, 1]):
     state, metrics = runner.next(state, clients)
@@ -114,7 +116,7 @@ def test_parallel_evaluation_gives_the_sequential_curves():
 
 
 def test_parallel_defense_evaluation_gives_the_sequential_curves():
-  from fedmeta_tf.defenses.local import evaluation as defense_eval  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf.evaluation import defended as defense_eval  # pylint: disable=g-import-not-at-top
   from fedmeta_tf.defenses.local import secure_fine_tuning as sft  # pylint: disable=g-import-not-at-top
   _, data = backdoor_test._data()
   config = backdoor.BackdoorEvalConfig(

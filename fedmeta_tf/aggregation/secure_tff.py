@@ -1,10 +1,12 @@
-"""A secure-sum mean that excludes faulty client updates.
+"""The papers' secure-sum mean as a TFF aggregation factory, fault tolerant.
 
-A client update with a NaN or Inf, or with an absurd L2 norm (above
-`max_update_norm`), would silently corrupt the global model: one NaN makes
-the whole secure sum NaN. Each client screens its own update before it is
-summed: a faulty update is replaced by zeros and the client reports
-`accepted = 0` (else 1). The server then receives, through secure sums only,
+The papers' setting (main paper, Section 2.1): the server learns only the sum
+of the updates. A client update with a NaN or Inf, or with an absurd L2 norm
+(above `max_update_norm`), would silently corrupt the global model: one NaN
+makes the whole secure sum NaN. Each client screens its own update before it
+is summed (`secure_tf.screen_update`): a faulty update is replaced by zeros
+and the client reports `accepted = 0` (else 1). The server then receives,
+through secure sums only,
 
     sum of accepted updates,  number of accepted,  number excluded,
 
@@ -12,11 +14,12 @@ and divides: the mean is over the accepted updates alone, so an excluded
 update neither moves nor shrinks the round's step. When no update is
 accepted the mean is zero and the round leaves the model unchanged. Every
 aggregation here is a `federated_secure_sum_bitwidth` (via TFF's
-`SecureSumFactory`), so the round stays free of unsecure aggregation, and
-the server learns only the count of excluded updates, not whose they were.
-
-The same screening in plain TF (`screen_update`) serves the in-process
-driver.
+`SecureSumFactory`: each coordinate clipped to [-bound, bound], quantised to
+32 bits and summed), so the round stays free of unsecure aggregation
+(checked statically in tests/aggregation/aggregators_test.py), and the
+server learns only the count of excluded updates, not whose they were. The
+measurements also report how many updates had a coordinate clipped above /
+below the bound.
 """
 
 from __future__ import annotations
@@ -27,17 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-DEFAULT_MAX_UPDATE_NORM = 1e6
-
-
-def screen_update(update, max_update_norm: float):
-  """(update or zeros, accepted 0/1) for one client's update (list of tensors)."""
-  finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(u)) for u in update])
-  norm = tf.linalg.global_norm([tf.where(tf.math.is_finite(u), u,
-                                         tf.zeros_like(u)) for u in update])
-  accepted = tf.logical_and(finite, norm <= max_update_norm)
-  screened = [tf.where(accepted, u, tf.zeros_like(u)) for u in update]
-  return screened, tf.cast(accepted, tf.int32)
+from fedmeta_tf.aggregation import secure_tf
 
 
 class FaultTolerantSecureMeanFactory(
@@ -45,7 +38,7 @@ class FaultTolerantSecureMeanFactory(
   """Mean of the accepted client updates, computed with secure sums only."""
 
   def __init__(self, *, secure_sum_bound: float,
-               max_update_norm: float = DEFAULT_MAX_UPDATE_NORM):
+               max_update_norm: float = secure_tf.DEFAULT_MAX_UPDATE_NORM):
     if not secure_sum_bound > 0:
       raise ValueError(
           f"secure_sum_bound must be positive, got {secure_sum_bound}")
@@ -68,7 +61,7 @@ class FaultTolerantSecureMeanFactory(
 
     @tff.tensorflow.computation(value_type)
     def screen(value):
-      screened, accepted = screen_update(list(value), max_norm)
+      screened, accepted = secure_tf.screen_update(list(value), max_norm)
       return collections.OrderedDict(value=screened, accepted=accepted,
                                      excluded=1 - accepted)
 

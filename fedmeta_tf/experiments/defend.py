@@ -34,19 +34,20 @@ import json
 import os
 import shutil
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from fedmeta_tf.data import episodes as episodes_lib
-from fedmeta_tf.defenses.local import evaluation as defense_eval
 from fedmeta_tf.defenses.local import export as defense_export
 from fedmeta_tf.defenses.local import glorot_mix
 from fedmeta_tf.defenses.local import secure_fine_tuning as sft
 from fedmeta_tf.defenses.local import sweep_figure
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
+from fedmeta_tf.evaluation import defended as defense_eval
+from fedmeta_tf.evaluation import episodes_eval
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import finetune
 from fedmeta_tf.experiments import training
@@ -58,6 +59,7 @@ from fedmeta_tf.reporting import release
 
 SUBDIR = "defend"
 STREAM_LOCAL_META = 21
+STREAM_EXPORT = 0xE  # Algorithm 2 on the exported model's episode
 
 
 class Defense(enum.Enum):
@@ -152,18 +154,17 @@ def _delta_label(delta: float) -> str:
 
 
 def _export_client_model(evaluator: defense_eval.DefenseEvaluator,
-                         features, data, *, seed: int, path: str) -> None:
+                         features, data, *, seed: int, client: int,
+                         path: str) -> None:
   """Algorithm 2 on the client's first evaluation episode, then export."""
   learner = evaluator.learner
   ep = evaluator.config.episode
-  episode, _ = backdoor_eval.sample_target_episode(
-      tf.constant(data["main_pool"]), tf.constant(data["target_images"]),
-      tf.constant(data["backdoor_pool"]), ways=ep.ways, shots=ep.shots,
-      queries=ep.queries, backdoor_in_episode=evaluator.config.backdoor_in_episode,
-      seed=episodes_lib.fold_seed([seed, 0xBD], backdoor_eval.STREAM_MAIN, 0))
+  episode, _ = backdoor_eval.main_task_episode(data, evaluator.config,
+                                               seed=seed, client=client)
   tf.function(learner.fine_tune)(
       [tf.constant(v) for v in features], episode.support_images,
-      episode.support_labels, episodes_lib.fold_seed(seed, 0xE))
+      episode.support_labels, episodes_lib.fold_seed(
+          episodes_eval.client_seed(seed, client), STREAM_EXPORT))
   defense_export.export_defended_model(
       learner.classifier, support_images=episode.support_images,
       support_labels=episode.support_labels, num_classes=ep.ways, path=path)
@@ -184,14 +185,26 @@ def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
                                 title=title, baseline=baseline)
 
 
-def run_defend(run_dir: str, config: DefendConfig, *,
-               overwrite: bool = False) -> dict:
-  """Runs Experiment 3 from an Experiment 1 run directory.
+@dataclasses.dataclass(frozen=True)
+class _DefendRun:
+  """What every unit of one `run_defend` call shares."""
+  config: DefendConfig
+  train_config: training.TrainingConfig  # Evaluation set to the defense's.
+  attack_split: backdoor_attack.AttackSplit
+  cases: list
+  clients: list
+  output_dir: str
+  units: work_units.WorkUnits
+  model_fn: Callable
+  arch: dict  # glorot_mix's architecture arguments.
+  defense: Optional[sft.DefenseConfig]  # None: supervised (3(c)).
+  start: float
 
-  Finished units of an earlier run with the same settings and model are
-  reused; `overwrite` discards them (and the exported models) first.
-  """
-  (train_config, attack, weights, cases, attack_split,
+
+def _setup(run_dir: str, config: DefendConfig, overwrite: bool) -> tuple[
+    _DefendRun, list]:
+  """Loads the Experiment 1 run, opens the units; the run and its weights."""
+  (train_config, _, weights, cases, attack_split,
    clients) = finetune.load_run_setup(run_dir, checkpoint=config.checkpoint,
                                       cases=config.cases,
                                       clients=config.clients)
@@ -204,14 +217,13 @@ def run_defend(run_dir: str, config: DefendConfig, *,
       {"config": dataclasses.asdict(config), "cases": [c.value for c in cases],
        "clients": clients, "weights": finetune.weights_digest(weights)})
   image_shape = attack_split.split.meta_train.image_shape
-  ways = train_config.reptile.ways
   model_fn = training.make_model_fn(train_config, image_shape)
-  arch = dict(image_shape=image_shape, num_classes=ways,
+  arch = dict(image_shape=image_shape, num_classes=train_config.reptile.ways,
               variant=train_config.model_variant, filters=train_config.filters)
+  default = train_config.evaluation
   evaluation = dataclasses.replace(
-      train_config.evaluation, steps=config.steps,
-      batch=config.batch or train_config.evaluation.batch,
-      learning_rate=config.learning_rate or train_config.evaluation.learning_rate)
+      default, steps=config.steps, batch=config.batch or default.batch,
+      learning_rate=config.learning_rate or default.learning_rate)
   train_config = dataclasses.replace(train_config, evaluation=evaluation)
   defense = None
   if config.defense is not Defense.SUPERVISED:
@@ -220,92 +232,126 @@ def run_defend(run_dir: str, config: DefendConfig, *,
         head_only_steps=config.head_only_steps, batch=evaluation.batch,
         learning_rate=evaluation.learning_rate,
         leave_one_out=config.leave_one_out, initial_scale=config.initial_scale)
+  run = _DefendRun(config, train_config, attack_split, cases, clients,
+                   output_dir, units, model_fn, arch, defense, time.time())
+  return run, weights
 
-  start = time.time()
-  summary = {"defense": config.defense.value, "steps": config.steps,
-             "deltas": list(config.deltas), "clients": clients,
-             "checkpoint": config.checkpoint,
-             "local_meta_iterations": config.local_meta_iterations,
-             "final": {}}
-  # theta' per (delta, client): the same for every case.
+
+def _start_weights(run: _DefendRun, weights) -> dict:
+  """theta' per (delta, client): the Glorot mix, then 3(d)'s local
+  meta-training if asked; the same for every case."""
+  config, train_config = run.config, run.train_config
   starts = {}
   for delta in config.deltas:
-    for client in clients:
+    for client in run.clients:
       theta = glorot_mix.mixed_weights(weights, delta=delta,
                                        seed=train_config.seed, client=client,
-                                       **arch)
+                                       **run.arch)
       if config.local_meta_iterations:
-        theta = units.get_or_compute_weights(
+        theta = run.units.get_or_compute_weights(
             f"start_{_delta_label(delta)}_client{client}",
             functools.partial(
-                local_meta_train, model_fn, theta,
-                attack_split.client_pools[client], train_config.reptile,
+                local_meta_train, run.model_fn, theta,
+                run.attack_split.client_pools[client], train_config.reptile,
                 iterations=config.local_meta_iterations,
                 seed=episodes_lib.fold_seed(train_config.seed,
                                             STREAM_LOCAL_META, client)))
       starts[delta, client] = theta
+  return starts
 
+
+def _client_curves(run: _DefendRun, evaluator, eval_config, *, case,
+                   delta: float, client: int, theta) -> dict:
+  """One (case, delta, client) unit's curves on Experiment 2's episodes
+  (episodes_eval.evaluation_seed); exports the client's defended model for
+  the first case and delta."""
+  seed = run.train_config.seed
+  data = backdoor_attack.eval_data_for(
+      run.attack_split, run.attack_split.split.client_pool(client))
+  features = (None if evaluator is None else
+              glorot_mix.feature_part(theta, **run.arch))
+
+  def client_curves():
+    if evaluator is None:
+      return backdoor_eval.BackdoorEvaluator(
+          run.model_fn, config=eval_config, data=data, seed=seed,
+          client=client).curves(theta)
+    return evaluator.curves(features, data=data, seed=seed, client=client)
+
+  curves = run.units.get_or_compute(
+      f"{_delta_label(delta)}_case_{case.value}_client{client}", client_curves)
+  export_path = os.path.join(run.output_dir, "saved_model", f"client{client}")
+  if (evaluator is not None and run.config.export and
+      delta == run.config.deltas[0] and case == run.cases[0] and
+      not os.path.isdir(export_path)):
+    _export_client_model(evaluator, features, data, seed=seed, client=client,
+                         path=export_path)
+  return curves
+
+
+def _run_case(run: _DefendRun, case, starts: dict, final: dict) -> dict:
+  """Every delta and client of one case: records their final metrics in
+  `final`, writes a CSV per delta; returns {delta: csv path}."""
+  config = run.config
+  eval_config = backdoor_attack.backdoor_eval_config(
+      run.train_config, config.episodes, case, curve_every=config.curve_every)
+  evaluator = None
+  if run.defense is not None:
+    evaluator = defense_eval.DefenseEvaluator(
+        image_shape=run.arch["image_shape"], config=eval_config,
+        defense=run.defense, variant=run.train_config.model_variant,
+        filters=run.train_config.filters)
+  csv_paths = {}
+  for delta in config.deltas:
+    columns = {}
+    for client in run.clients:
+      curves = _client_curves(run, evaluator, eval_config, case=case,
+                              delta=delta, client=client,
+                              theta=starts[delta, client])
+      for name, values in curves.items():
+        columns[f"client{client}/{name}"] = values
+      last = {k: float(v[-1]) for k, v in curves.items()}
+      final[f"{_delta_label(delta)}/{case.value}/client{client}"] = last
+      logging.info("%s delta %g case (%s) client %d after %d steps: %s "
+                   "(%.0f s)", config.defense.value, delta, case.value,
+                   client, config.steps, last, time.time() - run.start)
+    metrics = release.MetricsRelease(
+        run.output_dir, name=f"{_delta_label(delta)}_case_{case.value}",
+        key_fieldname="step")
+    for i, step in enumerate(eval_config.curve_steps):
+      metrics.release({k: float(v[i]) for k, v in columns.items()}, key=step)
+    csv_paths[delta] = metrics.csv_path
+  return csv_paths
+
+
+def run_defend(run_dir: str, config: DefendConfig, *,
+               overwrite: bool = False) -> dict:
+  """Runs Experiment 3 from an Experiment 1 run directory.
+
+  Finished units of an earlier run with the same settings and model are
+  reused; `overwrite` discards them (and the exported models) first.
+  """
+  run, weights = _setup(run_dir, config, overwrite)
+  summary = {"defense": config.defense.value, "steps": config.steps,
+             "deltas": list(config.deltas), "clients": run.clients,
+             "checkpoint": config.checkpoint,
+             "local_meta_iterations": config.local_meta_iterations,
+             "final": {}}
+  starts = _start_weights(run, weights)
   csv_by_delta = {}
-  for case in cases:
-    eval_config = backdoor_attack.backdoor_eval_config(
-        train_config, config.episodes, case, curve_every=config.curve_every)
-    evaluator = None
-    if defense is not None:
-      evaluator = defense_eval.DefenseEvaluator(
-          image_shape=image_shape, config=eval_config, defense=defense,
-          variant=train_config.model_variant, filters=train_config.filters)
-    for delta in config.deltas:
-      columns = {}
-      for client in clients:
-        data = backdoor_attack.eval_data_for(
-            attack_split, attack_split.split.client_pool(client))
-        seed = train_config.seed + 1000 * client  # Experiment 2's episodes
-        theta = starts[delta, client]
-        features = (None if evaluator is None else
-                    glorot_mix.feature_part(theta, **arch))
-
-        def client_curves(data=data, seed=seed, theta=theta,
-                          features=features, eval_config=eval_config,
-                          evaluator=evaluator):
-          if evaluator is None:
-            return backdoor_eval.BackdoorEvaluator(
-                model_fn, config=eval_config, data=data,
-                seed=seed).curves(theta)
-          return evaluator.curves(features, data=data, seed=seed)
-
-        curves = units.get_or_compute(
-            f"{_delta_label(delta)}_case_{case.value}_client{client}",
-            client_curves)
-        export_path = os.path.join(output_dir, "saved_model",
-                                   f"client{client}")
-        if (evaluator is not None and config.export and
-            delta == config.deltas[0] and case == cases[0] and
-            not os.path.isdir(export_path)):
-          _export_client_model(evaluator, features, data, seed=seed,
-                               path=export_path)
-        for name, values in curves.items():
-          columns[f"client{client}/{name}"] = values
-        final = {k: float(v[-1]) for k, v in curves.items()}
-        summary["final"][f"{_delta_label(delta)}/{case.value}/client{client}"] = final
-        logging.info("%s delta %g case (%s) client %d after %d steps: %s "
-                     "(%.0f s)", config.defense.value, delta, case.value,
-                     client, config.steps, final, time.time() - start)
-      metrics = release.MetricsRelease(
-          output_dir, name=f"{_delta_label(delta)}_case_{case.value}",
-          key_fieldname="step")
-      for i, step in enumerate(eval_config.curve_steps):
-        metrics.release({k: float(v[i]) for k, v in columns.items()}, key=step)
-      csv_by_delta.setdefault(delta, {})[case.value] = metrics.csv_path
+  for case in run.cases:
+    for delta, path in _run_case(run, case, starts, summary["final"]).items():
+      csv_by_delta.setdefault(delta, {})[case.value] = path
 
   for delta, csv_by_case in csv_by_delta.items():
-    figures.plot_finetune(csv_by_case, clients, os.path.join(
-        output_dir, f"{_delta_label(delta)}.png"))
+    figures.plot_finetune(csv_by_case, run.clients, os.path.join(
+        run.output_dir, f"{_delta_label(delta)}.png"))
   if len(config.deltas) > 1:
-    plot_sweep(run_dir, output_dir, summary["final"], steps=config.steps,
-               clients=clients, title=config.run_name)
+    plot_sweep(run_dir, run.output_dir, summary["final"], steps=config.steps,
+               clients=run.clients, title=config.run_name)
   summary["mean_over_clients"] = sweep_figure.mean_over_clients(
       summary["final"])
-  summary["wall_seconds"] = time.time() - start
-  release.write_json_atomically(os.path.join(output_dir, "summary.json"),
+  summary["wall_seconds"] = time.time() - run.start
+  release.write_json_atomically(os.path.join(run.output_dir, "summary.json"),
                                 summary)
   return summary

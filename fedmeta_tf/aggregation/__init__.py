@@ -1,0 +1,1 @@
+"""Server aggregation of client updates: one object per aggregator."""

@@ -1,0 +1,94 @@
+"""Every flag of binaries.defend (Experiment 3) takes effect on its results.
+
+For each flag that feeds the local defense (Algorithm 2: Glorot mix, then
+fine-tuning with a matching-network / ProtoNet / dense head), one tiny run
+with the flag changed must write different curves or models than the
+baseline run, both from copies of one tiny attacked run
+(tests/binaries/flag_liveness.py).
+"""
+
+import os
+import shutil
+
+import pytest
+
+from binaries import defend
+from tests.binaries import flag_liveness as fl
+
+Change = fl.Change
+
+# Client 1 defends one episode of case (b) for 3 steps (1 head-only),
+# scored at 0 and 3; --name pins the output directory whatever the defense.
+BASE = {"from": "{attack_run}", "steps": 3, "head_only_steps": 1,
+        "curve_every": 3, "episodes": 1, "clients": ["1"], "cases": ["b"],
+        "name": "live", "parallelism": 1}
+CONTEXTS = {"base": BASE}
+
+LIVE = {
+    "from": [Change({"from": "{other_attack_run}"})],
+    "defense": [Change({"defense": "protonet"}),
+                Change({"defense": "supervised"})],
+    "deltas": [Change({"deltas": ["0.6"]})],
+    "steps": [Change({"steps": 2})],
+    "head_only_steps": [Change({"head_only_steps": 2})],
+    "batch": [Change({"batch": 2})],
+    "learning_rate": [Change({"learning_rate": 0.1})],
+    "curve_every": [Change({"curve_every": 1})],
+    "local_meta_iterations": [Change({"local_meta_iterations": 1})],
+    "leave_one_out": [Change({"leave_one_out": False})],
+    "initial_scale": [Change({"initial_scale": 2.0})],
+    "export": [Change({"export": False})],
+    "episodes": [Change({"episodes": 2})],
+    "cases": [Change({"cases": ["c"]})],
+    "clients": [Change({"clients": ["2"]})],
+    "checkpoint": [Change({"checkpoint": "pretrained"})],
+}
+
+EXEMPT = {
+    "name": "the output directory's name",
+    "overwrite": "whether finished units of an earlier run are redone; each "
+                 "unit's curve is the same either way",
+    "parallelism": "episodes fine-tuned at once; streams give the sequential "
+                   "results (tests/parallel_test.py)",
+}
+
+OUTPUTS = ("defend/live/*.csv", "names:defend/live/saved_model/**")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """run(name, values) -> outputs, each from a fresh copy of its --from run."""
+  root = str(tmp_path_factory.mktemp("liveness_defend"))
+  cache = {}
+  paths = {"attack_run": fl.attack_run(),
+           "other_attack_run": fl.attack_run("other", seed=1)}
+  with fl.fast_tiny_runs():
+
+    def run_fn(name, values):
+      if name not in cache:
+        values = fl.resolve(values, paths)
+        run_dir = os.path.join(root, "copies", name)
+        shutil.copytree(values["from"], run_dir)
+        fl.run_main(defend.main, "defend", dict(values, **{"from": run_dir}))
+        cache[name] = fl.outputs(run_dir, OUTPUTS)
+      return cache[name]
+
+    yield run_fn
+
+
+def test_every_flag_is_classified():
+  fl.check_classified(fl.binary_flags(defend), LIVE, EXEMPT)
+
+
+@pytest.mark.parametrize("flag,change", fl.params(LIVE))
+def test_flag_changes_the_output(run, flag, change):
+  context = CONTEXTS[change.context]
+  baseline = run(change.context, context)
+  changed = run(change.run_name(flag), dict(context, **change.flags))
+  fl.assert_changed(flag, change, baseline, changed)
+
+
+# Last: the baseline re-run after every other run equals the first one, so
+# no result above depends on what ran before it in this process.
+def test_baseline_is_reproducible(run):
+  assert run("base", BASE) == run("base_again", BASE)
