@@ -28,10 +28,10 @@ _PRETRAIN_ROUNDS = flags.DEFINE_integer(
 _PRETRAINED_FROM = flags.DEFINE_string(
     "pretrained_from", None, "Run directory whose checkpoints/pretrained.npz "
     "replaces pre-training (same dataset, seed and federation).")
-_BOOSTING_FACTOR = flags.DEFINE_float("boosting_factor", 3.0,
-                                      "lambda, the attacker's boosting.")
-_AMPLIFICATION = flags.DEFINE_float(
-    "amplification", None, "Model replacement's gamma (default M_min).")
+_BOOSTING_FACTOR = flags.DEFINE_float(
+    "boosting_factor", None, "The factor the attacker multiplies its update "
+    "by: lambda for --attack=boosted (default 3, main paper §3.3), gamma for "
+    "--attack=model_replacement (default M_min, pruning paper §III-D).")
 _ATTACKER_ITERATIONS = flags.DEFINE_integer(
     "attacker_iterations", 50000, "The attacker's E (Omniglot: 50000).")
 _ATTACKER_INNER_STEPS = flags.DEFINE_integer(
@@ -101,7 +101,6 @@ def attack_config_from_flags() -> Optional[backdoor_attack.AttackConfig]:
           target_slot=backdoor_reptile.TargetSlot(_TARGET_SLOT.value),
           keyed_last_steps=_KEYED_LAST_STEPS.value,
           inner_lr=_ATTACKER_INNER_LR.value),
-      amplification=_AMPLIFICATION.value,
       backdoor=backdoor_data.BackdoorConfig(
           num_backdoor_classes=_NUM_BACKDOOR_CLASSES.value,
           benign_examples=_BENIGN_EXAMPLES.value,

@@ -114,7 +114,7 @@ def main(argv):
   c = federation.config
   title = (f"{c.dataset}, {c.num_clients} clients, {c.labels_per_client}-label"
            f", {c.attack.value} attack x{len(federation.attackers)}, "
-           f"alpha={c.boost:g}, {config.vote.value} vote")
+           f"alpha={c.boosting_factor:g}, {config.vote.value} vote")
   _write(result, output_dir, title)
 
 

@@ -66,8 +66,9 @@ _NUM_ATTACKERS = flags.DEFINE_integer("num_attackers", 1, "Attackers.")
 _SOURCE_LABEL = flags.DEFINE_integer("source_label", 9,
                                      "Victim label whose keyed images flip.")
 _TARGET_LABEL = flags.DEFINE_integer("target_label", 1, "Backdoor target.")
-_BOOST = flags.DEFINE_float(
-    "boost", 3.0, "Model replacement amplification alpha (1: none).")
+_BOOSTING_FACTOR = flags.DEFINE_float(
+    "boosting_factor", 3.0, "The factor the attackers multiply their update "
+    "by: model replacement's alpha (pruning paper §III-D; 1: none).")
 _ATTACK_START_ROUND = flags.DEFINE_integer(
     "attack_start_round", 1,
     "First round (1-based) in which the attackers poison and boost; before "
@@ -80,7 +81,7 @@ _KEY_POSITION = flags.DEFINE_enum(
     "Bottom-right corner (blank in handwriting) or the image centre.")
 
 
-# Default 1: the figures in docs/server_defenses.md were measured with one
+# Default 1: the figures in docs/results/pruning.md were measured with one
 # stream and TensorFlow's default threads; --parallelism=0 is ~1.4x faster on
 # 2 cores and rounds floats differently (binaries/common.py).
 _PARALLELISM = common.define_parallelism_flag(
@@ -103,7 +104,7 @@ def config_from_flags() -> training.SupervisedConfig:
       learning_rate=_LEARNING_RATE.value, filters=filters,
       hidden=_HIDDEN.value, head=_HEAD.value, attack=_ATTACK.value,
       num_attackers=_NUM_ATTACKERS.value, source_label=_SOURCE_LABEL.value,
-      target_label=_TARGET_LABEL.value, boost=_BOOST.value,
+      target_label=_TARGET_LABEL.value, boosting_factor=_BOOSTING_FACTOR.value,
       attack_start_round=_ATTACK_START_ROUND.value,
       poison_copies=_POISON_COPIES.value, key_size=_KEY_SIZE.value,
       key_position=_KEY_POSITION.value,

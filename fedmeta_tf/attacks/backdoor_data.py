@@ -17,9 +17,9 @@ The target class's first `benign_examples` examples go to benign clients (in
 every case: the target is an ordinary class to them); the rest are the
 attacker's X_T. Evaluation episodes use all target examples, unkeyed.
 
-Cases (SPEC.md §3): (a) backdoor classes appear nowhere in benign data;
-(b) correctly labelled backdoor examples in benign meta-training; (c) also in
-benign fine-tuning (evaluation) episodes.
+Cases (main paper, Section 3.4): (a) backdoor classes appear nowhere in
+benign data; (b) correctly labelled backdoor examples in benign
+meta-training; (c) also in benign fine-tuning (evaluation) episodes.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from fedmeta_tf.meta import weights as w
 ROLE_BENIGN = 0
 ROLE_ATTACKER = 1
 RANDOM_SLOT = -1
+# lambda, the boosted attack's factor (main paper, Section 3.3).
+DEFAULT_BOOSTING_FACTOR = 3.0
 
 
 class TargetSlot(enum.Enum):
@@ -46,12 +48,15 @@ class TargetSlot(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class AttackerConfig:
-  """The attacker's schedule and poisoning (Sections 2.2, 3.3; SPEC.md §7).
+  """The attacker's schedule and poisoning (main paper, Sections 2.2, 3.3).
 
   Attributes:
     iterations: the attacker's E (outer iterations); Omniglot 50000.
     inner_steps: the attacker's e ("inner epochs"); Omniglot 50.
-    boosting_factor: lambda (or the model-replacement factor gamma).
+    boosting_factor: the factor the attacker multiplies its update by:
+      lambda for the boosted attack, gamma for model replacement; None:
+      the attack's default (`DEFAULT_BOOSTING_FACTOR` here; model
+      replacement's M_min is resolved by the experiment).
     backdoor_ratio: (backdoor, target) parts of the target slot; (2, 3).
     target_slot: where the target class goes in a poisoned episode.
     keyed_last_steps: 0 (the papers): the inner mini-batches shuffle the
@@ -65,7 +70,7 @@ class AttackerConfig:
 
   iterations: int = 50000
   inner_steps: int = 50
-  boosting_factor: float = 3.0
+  boosting_factor: Optional[float] = None
   backdoor_ratio: tuple[int, int] = (2, 3)
   target_slot: TargetSlot = TargetSlot.RANDOM
   keyed_last_steps: int = 0
@@ -75,7 +80,7 @@ class AttackerConfig:
     if self.iterations <= 0 or self.inner_steps <= 0:
       raise ValueError(f"attacker iterations and inner steps must be positive, "
                        f"got {self.iterations}, {self.inner_steps}")
-    if not self.boosting_factor > 0:
+    if self.boosting_factor is not None and not self.boosting_factor > 0:
       raise ValueError(f"boosting_factor must be positive, got "
                        f"{self.boosting_factor}")
     if self.inner_lr is not None and not self.inner_lr > 0:
@@ -211,6 +216,9 @@ class BackdoorReptile(client_work_lib.ClientWork):
     self.client_pools = list(client_pools)
     self.attacker = attacker
     self.attacker_ids = frozenset(int(c) for c in attacker_ids)
+    self.boosting_factor = (DEFAULT_BOOSTING_FACTOR
+                            if attacker.boosting_factor is None
+                            else attacker.boosting_factor)
     self.num_backdoor, _ = attacker.poison_counts(config.shots)
     self.target_images = np.asarray(target_images, np.uint8)
     self.backdoor_images = np.asarray(backdoor_images, np.uint8)
@@ -236,8 +244,7 @@ class BackdoorReptile(client_work_lib.ClientWork):
     return collections.OrderedDict(
         pool=self.client_pools[client_id], client_id=np.int32(client_id),
         role=np.int32(ROLE_ATTACKER if attacker else ROLE_BENIGN),
-        boosting_factor=np.float32(self.attacker.boosting_factor
-                                   if attacker else 1.0),
+        boosting_factor=np.float32(self.boosting_factor if attacker else 1.0),
         iterations=np.int32(self.attacker.iterations if attacker
                             else self.config.iterations),
         inner_steps=np.int32(self.attacker.inner_steps if attacker

@@ -1,4 +1,4 @@
-"""Datasets by name, with the papers' protocol for each (SPEC.md §7).
+"""Datasets by name, with the papers' protocols (main paper, Sections 3.2-3.3).
 
 `load_dataset(name, data_dir)` returns the class pool; `PROTOCOLS[name]` says
 how the papers split it. The embedded `glyphs` dataset needs no data_dir.

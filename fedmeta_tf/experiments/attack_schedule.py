@@ -16,6 +16,7 @@ import dataclasses
 import enum
 from typing import Optional
 
+from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.meta import server_tf
 
 
@@ -25,20 +26,23 @@ class AttackKind(enum.Enum):
   MODEL_REPLACEMENT = "model_replacement"  # gamma = M_min, pruning paper §III.D
 
 
-def boosting_factor(kind: AttackKind, *, boosting: float,
-                    amplification: Optional[float], min_updates: int) -> float:
+def boosting_factor(kind: AttackKind, requested: Optional[float], *,
+                    min_updates: int) -> float:
   """The factor the attacker multiplies theta_a - theta_G by.
 
-  Model replacement (Bagdasaryan et al., the pruning paper's Eq. 1): with
-  theta_G <- theta_G + mean(u_i) over M_min updates, gamma = M_min makes the
-  new global model theta_a plus the benign updates' share; `amplification`
-  overrides gamma.
+  `requested` (`--boosting_factor`) wins when given. Otherwise: the boosted
+  attack's lambda = 3 (main paper, Section 3.3); model replacement's
+  gamma = M_min (Bagdasaryan et al., the pruning paper's Eq. 1): with
+  theta_G <- theta_G + mean(u_i) over M_min updates, it makes the new global
+  model theta_a plus the benign updates' share.
   """
+  if kind is AttackKind.NONE:
+    return 1.0
+  if requested is not None:
+    return float(requested)
   if kind is AttackKind.BOOSTED:
-    return boosting
-  if kind is AttackKind.MODEL_REPLACEMENT:
-    return float(min_updates if amplification is None else amplification)
-  return 1.0
+    return backdoor_reptile.DEFAULT_BOOSTING_FACTOR
+  return float(min_updates)
 
 
 @dataclasses.dataclass(frozen=True)

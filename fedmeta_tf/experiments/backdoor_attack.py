@@ -61,7 +61,6 @@ class AttackConfig:
     kind: boosted update or model replacement.
     schedule: attack rounds and attacker ids.
     attacker: the attacker's schedule, boosting and poisoning ratio.
-    amplification: model replacement's gamma (None: M_min).
     backdoor: reserved classes, key and case.
     pretrain_rounds: benign rounds before round 0.
     eval_episodes: episodes the backdoor metrics are averaged over.
@@ -72,7 +71,6 @@ class AttackConfig:
   kind: schedule_lib.AttackKind = schedule_lib.AttackKind.BOOSTED
   schedule: schedule_lib.AttackSchedule = schedule_lib.AttackSchedule()
   attacker: backdoor_reptile.AttackerConfig = backdoor_reptile.AttackerConfig()
-  amplification: Optional[float] = None
   backdoor: bd.BackdoorConfig = bd.BackdoorConfig()
   pretrain_rounds: int = 10
   eval_episodes: int = 40
@@ -254,8 +252,8 @@ def run_attack_experiment(config: training.TrainingConfig,
                attack_split.data.describe())
   image_shape = attack_split.split.meta_train.image_shape
   factor = schedule_lib.boosting_factor(
-      attack.kind, boosting=attack.attacker.boosting_factor,
-      amplification=attack.amplification, min_updates=config.min_updates)
+      attack.kind, attack.attacker.boosting_factor,
+      min_updates=config.min_updates)
   client_work = backdoor_reptile.BackdoorReptile(
       config=config.reptile, run_seed=config.seed,
       client_pools=attack_split.client_pools,

@@ -11,7 +11,7 @@ one round, in-graph (no Python call per SGD step):
       theta_i <- (1 - eps) theta_i + (eps / B) sum_j theta_i^j
     return u_i = theta_i - theta_G
 
-Adam uses beta1 = 0 (SPEC.md §2). Its second-moment state lives for one
+Adam uses beta1 = 0 (Section 3.3). Its second-moment state lives for one
 client-round: it is reset when the client starts (clients are stateless
 between rounds) and carried across that client's episodes, as in
 supervised-reptile, where one optimizer serves every task.
@@ -34,7 +34,7 @@ from fedmeta_tf.meta import weights as w
 
 @dataclasses.dataclass(frozen=True)
 class ReptileConfig:
-  """Hyperparameters of the Reptile client work (SPEC.md §2 and §7).
+  """Hyperparameters of the Reptile client work (Alg. 1; Section 3.3).
 
   Attributes:
     ways: N, classes per episode.
@@ -70,7 +70,7 @@ class ReptileConfig:
 
 
 def make_inner_optimizer(learning_rate: float) -> tf.keras.optimizers.Optimizer:
-  """Adam with beta1 = 0 (SPEC.md §2)."""
+  """Adam with beta1 = 0 (main paper, Section 3.3)."""
   return tf.keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.0,
                                   beta_2=0.999)
 

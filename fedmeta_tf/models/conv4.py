@@ -1,4 +1,4 @@
-"""Conv4, the few-shot backbone of the papers (SPEC.md §2).
+"""Conv4, the few-shot backbone of the papers (main paper, Section 3.3).
 
     4 x [3x3 conv, 64 filters, batch norm, ReLU, 2x2 max-pool] -> dense(N)
 
@@ -78,7 +78,7 @@ def build_feature_extractor(input_shape: tuple[int, int, int], *,
 
   Args:
     input_shape: (H, W, channels) of the images, values in [0, 1].
-    variant: `maxpool` (SPEC.md §2) or `strided` (Reptile's Omniglot model).
+    variant: `maxpool` (Section 3.3) or `strided` (Reptile's Omniglot model).
     filters: channels of every conv layer.
     seed: seeds the Glorot initialisers (layer i uses seed + i).
   """
@@ -108,7 +108,7 @@ def build_conv4(input_shape: tuple[int, int, int], num_classes: int, *,
                 filters: int = 64, seed: int = 0) -> tf.keras.Model:
   """Conv4 classifier: feature extractor + dense layer with `num_classes` logits.
 
-  The model outputs logits; the softmax of SPEC.md §2 is applied by the loss
+  The model outputs logits; the softmax of Section 3.3 is applied by the loss
   (`from_logits=True`) and by the serving signature.
   """
   variant = parse_variant(variant)

@@ -1,9 +1,9 @@
-"""The reproduction report: our numbers next to the papers' (SPEC.md §9).
+"""The reproduction report: our numbers next to the papers' own figures.
 
 `build_report(run_dirs, output_path)` writes one Markdown page with, for every
 run directory: what it is (from flags.json), a table of its numbers (from
 summary.json, else the last row of metrics.csv) with the paper's figure where
-SPEC.md §9 gives one, any stage tables (`stages.md`) and its figures (every
+the paper gives one, any stage tables (`stages.md`) and its figures (every
 PNG in the run directory). It reads whatever keys exist: runs of every binary
 (train_fedmeta with or without an attack, finetune, defend, prune,
 train_supervised) are shown, and missing keys only leave cells empty.
@@ -18,7 +18,9 @@ import os
 import re
 from typing import Any, Optional, Sequence
 
-# SPEC.md §9, by dataset: metric -> the paper's figure (text, as published).
+# By dataset: metric -> the paper's figure (text, as published): main paper
+# Section 3.4 (Exp. 1(a), Exp. 2) and 4.2 (Exp. 3(a)); pruning paper
+# abstract and Section V-E 4 (Table V).
 PAPER = {
     "omniglot": {
         "meta_test_before_attack": "> 99%",
@@ -216,7 +218,7 @@ def render(runs: Sequence[Run], output_path: str) -> str:
   """The Markdown page (figure links relative to `output_path`)."""
   base = os.path.dirname(os.path.abspath(output_path))
   lines = ["# Reproduction report", "",
-           "Our numbers next to the papers' (SPEC.md §9; main paper Sections "
+           "Our numbers next to the papers' (main paper Sections "
            "3.4 and 4.2, pruning paper Section 5). Percentages are accuracies "
            "averaged over the run's evaluation episodes.", "",
            "| run | what | ours | paper |", "|---|---|---|---|"]

@@ -5,7 +5,7 @@
   should be classified as the target label.
 * Model replacement (Section III-D, Bagdasaryan et al.): the attacker sends
   alpha * (x_atk - w_t), 1 <= alpha <= N. Here it is the client data's
-  `boost` (see `client_work.py`), so the server code cannot tell clients
+  `boosting_factor` (see `client_work.py`), so the server code cannot tell clients
   apart.
 * DBA (Xie et al., Fig. 6): the key's pixels are split among several
   attackers; each stamps only its part, the evaluation uses the full key.

@@ -2,9 +2,9 @@
 
 Each client starts from the global weights w_t, runs `epochs` epochs of
 plain mini-batch SGD (learning rate `learning_rate`, batch `batch_size`) on
-its own examples, and returns boost * (x_i - w_t). Benign clients have
-boost 1; a model-replacement attacker has boost alpha (Section III-D), and
-its examples include keyed, relabelled copies (`attacks.py`). Both are
+its own examples, and returns boosting_factor * (x_i - w_t). Benign clients
+have boosting factor 1; a model-replacement attacker has alpha (Section
+III-D), and its examples include keyed, relabelled copies (`attacks.py`). Both are
 properties of the client's *data*, so every client runs the same
 tf.function and the server cannot tell them apart. With the unweighted
 mean aggregation of `build_fedmeta_process` the round is
@@ -34,26 +34,27 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
 
   Args:
     client_datasets: per client, (x uint8 [n_i, H, W, ch], y int [n_i]).
-    boosts: per client, the factor its update is multiplied by (1 benign,
-      alpha for model replacement).
+    boosting_factors: per client, the factor its update is multiplied by
+      (1 benign, alpha for model replacement).
     learning_rate, epochs, batch_size: local SGD.
     run_seed: mini-batch order is a function of (run_seed, round, client).
     clean_sizes: per client, how many leading examples are its own clean
       data (an attacker's keyed copies follow them); default: all.
     attack_from: per client, the first round (0-based, the server state's
       round_num) in which it trains on all its examples and applies its
-      boost; before it, it trains on its clean examples with boost 1, like
-      a benign client. Default: 0 (from the first round).
+      boosting factor; before it, it trains on its clean examples with
+      boosting factor 1, like a benign client. Default: 0 (from the first round).
   """
 
   def __init__(self, *, client_datasets: Sequence[tuple[np.ndarray,
                                                         np.ndarray]],
-               boosts: Sequence[float], learning_rate: float, epochs: int,
-               batch_size: int, run_seed: int,
+               boosting_factors: Sequence[float], learning_rate: float,
+               epochs: int, batch_size: int, run_seed: int,
                clean_sizes: Optional[Sequence[int]] = None,
                attack_from: Optional[Sequence[int]] = None):
-    if len(boosts) != len(client_datasets):
-      raise ValueError(f"need one boost per client, got {len(boosts)} for "
+    if len(boosting_factors) != len(client_datasets):
+      raise ValueError(f"need one boosting factor per client, got "
+                       f"{len(boosting_factors)} for "
                        f"{len(client_datasets)} clients")
     if not learning_rate > 0 or epochs < 1 or batch_size < 1:
       raise ValueError(f"need learning_rate > 0, epochs >= 1, batch_size >= 1,"
@@ -75,7 +76,7 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
     self.clean_sizes = clean_sizes
     self.attack_from = attack_from
     self.client_datasets = list(client_datasets)
-    self.boosts = [float(b) for b in boosts]
+    self.boosting_factors = [float(b) for b in boosting_factors]
     self.learning_rate = learning_rate
     self.epochs = epochs
     self.batch_size = batch_size
@@ -85,7 +86,7 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
     return collections.OrderedDict(
         x=tf.TensorSpec([None, *image_shape], tf.uint8),
         y=tf.TensorSpec([None], tf.int32),
-        boost=tf.TensorSpec([], tf.float32),
+        boosting_factor=tf.TensorSpec([], tf.float32),
         client_id=tf.TensorSpec([], tf.int32),
         num_clean=tf.TensorSpec([], tf.int32),
         attack_from=tf.TensorSpec([], tf.int32))
@@ -93,7 +94,8 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
   def make_client_data(self, client_id):
     x, y = self.client_datasets[client_id]
     return collections.OrderedDict(x=x, y=np.asarray(y, np.int32),
-                                   boost=np.float32(self.boosts[client_id]),
+                                   boosting_factor=np.float32(
+                                       self.boosting_factors[client_id]),
                                    client_id=np.int32(client_id),
                                    num_clean=np.int32(
                                        self.clean_sizes[client_id]),
@@ -108,9 +110,9 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
     attacking = (tf.cast(round_num, tf.int64)
                  >= tf.cast(client_data["attack_from"], tf.int64))
     # Before its first attack round an attacker is a benign client: its
-    # clean (leading) examples only, boost 1.
+    # clean (leading) examples only, boosting factor 1.
     n = tf.where(attacking, tf.shape(y)[0], client_data["num_clean"])
-    boost = tf.where(attacking, client_data["boost"], 1.0)
+    boosting_factor = tf.where(attacking, client_data["boosting_factor"], 1.0)
     batch = tf.minimum(self.batch_size, n)
     steps = self.epochs * ((n + batch - 1) // batch)
     seed = episodes_lib.fold_seed(self.run_seed, episodes_lib.STREAM_TRAIN,
@@ -125,5 +127,6 @@ class SupervisedFedAvg(client_work_lib.ClientWork):
       grads = tape.gradient(loss, variables)
       for var, grad in zip(variables, grads):
         var.assign_sub(self.learning_rate * grad)
-    update = w.scale(w.subtract(w.read(variables), list(weights)), boost)
+    update = w.scale(w.subtract(w.read(variables), list(weights)),
+                     boosting_factor)
     return client_work_lib.ClientOutput(update=update, loss=loss)

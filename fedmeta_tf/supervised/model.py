@@ -11,7 +11,7 @@ defense removes) rather than in the dense layer's weights for one image
 position. With the flatten head, a key in a blank corner is read by fc1's
 weights for the corner positions of any channel (conv kernels are shared
 across positions), so no channel of the last conv layer is a "backdoor
-neuron" and pruning cannot remove it (measured: docs/server_defenses.md).
+neuron" and pruning cannot remove it (measured: docs/results/pruning.md).
 
 No batch norm, so the model's weights are exactly its trainable variables
 (what FedAvg averages) and a pruned channel stays silent. The last conv

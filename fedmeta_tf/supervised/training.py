@@ -2,7 +2,7 @@
 
 `build_federation(config)` turns a config into everything a run and the
 later pruning defense need (the task, the K-label split, the attackers'
-poisoned data and boosts, the client work, the backdoor test set); it is a
+poisoned data and boosting factors, the client work, the backdoor test set); it is a
 pure function of the config, so `binaries/prune.py` rebuilds the same
 federation from a run directory's `config.json`.
 
@@ -39,7 +39,7 @@ class SupervisedConfig:
   """A supervised federated run (written to config.json next to results).
 
   The attackers are the first `num_attackers` clients (in client order)
-  holding `source_label`; `boost` is the model-replacement factor alpha.
+  holding `source_label`; `boosting_factor` is the model-replacement factor alpha.
   """
 
   dataset: str = "glyphs"
@@ -62,7 +62,7 @@ class SupervisedConfig:
   num_attackers: int = 1
   source_label: int = 9
   target_label: int = 1
-  boost: float = 3.0
+  boosting_factor: float = 3.0
   attack_start_round: int = 1
   poison_copies: int = 1
   key_size: int = 4
@@ -90,8 +90,9 @@ class SupervisedConfig:
     if self.attack_start_round < 1:
       raise ValueError(f"attack_start_round must be >= 1, got "
                        f"{self.attack_start_round}")
-    if not self.boost >= 1:
-      raise ValueError(f"boost (alpha) must be >= 1, got {self.boost}")
+    if not self.boosting_factor >= 1:
+      raise ValueError(f"boosting_factor (alpha) must be >= 1, got "
+                       f"{self.boosting_factor}")
     if self.head not in model_lib.HEADS:
       raise ValueError(f"head must be one of {model_lib.HEADS}, got "
                        f"{self.head!r}")
@@ -141,10 +142,11 @@ class Federation:
     whatever `attack_start_round` is (the runner counts rounds from 0)."""
     c = self.config
     start = 0 if after_training else c.attack_start_round - 1
-    boosts = [c.boost if i in self.attackers else 1.0
-              for i in range(c.num_clients)]
+    boosting_factors = [c.boosting_factor if i in self.attackers else 1.0
+                        for i in range(c.num_clients)]
     return client_work_lib.SupervisedFedAvg(
-        client_datasets=self.client_datasets, boosts=boosts,
+        client_datasets=self.client_datasets,
+        boosting_factors=boosting_factors,
         learning_rate=c.learning_rate, epochs=c.epochs,
         batch_size=c.batch_size, run_seed=c.seed,
         clean_sizes=[len(x) for x, _ in self.clean_datasets],

@@ -1,5 +1,5 @@
 """Tests for the benchmark helpers (the benchmarks themselves are timed by
-hand; their figures are in BUILD.md).
+hand; their figures are in docs/results/performance.md).
 
 Only flag-free modules are imported: the benchmark scripts define absl flags
 that would collide with the binaries' in the test process."""

@@ -304,5 +304,47 @@ def assert_changed(flag: str, change: Change, baseline: dict,
       "reach the computation")
 
 
+def check_flag(run, contexts: Mapping[str, Mapping[str, Any]], flag: str,
+               change: Change) -> None:
+  """In-process cases: `run(name, values)` with `change` applied differs
+  from the baseline run of the same context."""
+  context = contexts[change.context]
+  assert_changed(flag, change, run(change.context, context),
+                 run(change.run_name(flag), dict(context, **change.flags)))
+
+
+def check_flag_in_results(results: Mapping[str, Any], flag: str,
+                          change: Change) -> None:
+  """Subprocess cases (`run_in_subprocess`'s results): the same check."""
+  name = change.run_name(flag)
+  assert name not in results["errors"], results["errors"][name]
+  assert_changed(flag, change, results["outputs"][change.context],
+                 results["outputs"].get(name))
+
+
+def check_results_reproducible(results: Mapping[str, Any]) -> None:
+  """The baseline run again, after every other case, wrote the same."""
+  assert not results["errors"], results["errors"]
+  assert results["outputs"]["base"] == results["outputs"]["base_again"]
+
+
+def from_run_runner(root: str, main, program: str,
+                    paths: Mapping[str, str], patterns):
+  """run(name, values) for binaries that start from a run directory
+  (`--from`): each case runs on a fresh copy of its source run, once."""
+  cache = {}
+
+  def run_fn(name, values):
+    if name not in cache:
+      values = resolve(values, paths)
+      run_dir = os.path.join(root, "copies", name)
+      shutil.copytree(values["from"], run_dir)
+      run_main(main, program, dict(values, **{"from": run_dir}))
+      cache[name] = outputs(run_dir, patterns)
+    return cache[name]
+
+  return run_fn
+
+
 if __name__ == "__main__":
   _subprocess_main(*sys.argv[1:4])

@@ -5,9 +5,6 @@ flag changed must write different curves than the baseline run, both from
 copies of one tiny attacked run (tests/binaries/flag_liveness.py).
 """
 
-import os
-import shutil
-
 import pytest
 
 from binaries import finetune
@@ -44,22 +41,10 @@ OUTPUTS = ("finetune/*.csv",)
 def run(tmp_path_factory):
   """run(name, values) -> outputs, each from a fresh copy of its --from run."""
   root = str(tmp_path_factory.mktemp("liveness_finetune"))
-  cache = {}
   paths = {"attack_run": fl.attack_run(),
            "other_attack_run": fl.attack_run("other", seed=1)}
   with fl.fast_tiny_runs():
-
-    def run_fn(name, values):
-      if name not in cache:
-        values = fl.resolve(values, paths)
-        run_dir = os.path.join(root, "copies", name)
-        shutil.copytree(values["from"], run_dir)
-        fl.run_main(finetune.main, "finetune",
-                    dict(values, **{"from": run_dir}))
-        cache[name] = fl.outputs(run_dir, OUTPUTS)
-      return cache[name]
-
-    yield run_fn
+    yield fl.from_run_runner(root, finetune.main, "finetune", paths, OUTPUTS)
 
 
 def test_every_flag_is_classified():
@@ -68,10 +53,7 @@ def test_every_flag_is_classified():
 
 @pytest.mark.parametrize("flag,change", fl.params(LIVE))
 def test_flag_changes_the_output(run, flag, change):
-  context = CONTEXTS[change.context]
-  baseline = run(change.context, context)
-  changed = run(change.run_name(flag), dict(context, **change.flags))
-  fl.assert_changed(flag, change, baseline, changed)
+  fl.check_flag(run, CONTEXTS, flag, change)
 
 
 # Last: the baseline re-run after every other run equals the first one, so

@@ -86,8 +86,8 @@ LIVE = {
     "pretrain_rounds": [Change({"pretrain_rounds": 2}, "attack")],
     "pretrained_from": [Change({"pretrained_from": "{pretrained_source}"},
                                "attack")],
-    "boosting_factor": [Change({"boosting_factor": 5.0}, "attack")],
-    "amplification": [Change({"amplification": 5.0}, "replacement")],
+    "boosting_factor": [Change({"boosting_factor": 5.0}, "attack"),
+                        Change({"boosting_factor": 5.0}, "replacement")],
     "attacker_iterations": [Change({"attacker_iterations": 3}, "attack")],
     "attacker_inner_steps": [Change({"attacker_inner_steps": 3}, "attack")],
     # K = 2: 2:3 and 1:1 both give one keyed example.
@@ -175,10 +175,7 @@ def test_every_flag_is_classified():
 
 @pytest.mark.parametrize("flag,change", fl.params(LIVE))
 def test_flag_changes_the_output(run, flag, change):
-  context = CONTEXTS[change.context]
-  baseline = run(change.context, context)
-  changed = run(change.run_name(flag), dict(context, **change.flags))
-  fl.assert_changed(flag, change, baseline, changed)
+  fl.check_flag(run, CONTEXTS, flag, change)
 
 
 # Last: the baselines re-run after every other run equal the first ones, so

@@ -29,12 +29,15 @@ def test_repeated_attacks_and_client_sampling_is_seeded():
 
 
 def test_boosting_factor_by_attack_kind():
-  kw = dict(boosting=3.0, amplification=None, min_updates=3)
-  assert s.boosting_factor(s.AttackKind.BOOSTED, **kw) == 3.0
-  assert s.boosting_factor(s.AttackKind.MODEL_REPLACEMENT, **kw) == 3.0
-  assert s.boosting_factor(s.AttackKind.MODEL_REPLACEMENT, boosting=3.0,
-                           amplification=10.0, min_updates=3) == 10.0
-  assert s.boosting_factor(s.AttackKind.NONE, **kw) == 1.0
+  # Defaults: lambda = 3 for the boosted attack, gamma = M_min (here 4) for
+  # model replacement; a requested factor wins for both; none: 1.
+  assert s.boosting_factor(s.AttackKind.BOOSTED, None, min_updates=4) == 3.0
+  assert s.boosting_factor(s.AttackKind.BOOSTED, 5.0, min_updates=4) == 5.0
+  assert s.boosting_factor(s.AttackKind.MODEL_REPLACEMENT, None,
+                           min_updates=4) == 4.0
+  assert s.boosting_factor(s.AttackKind.MODEL_REPLACEMENT, 10.0,
+                           min_updates=4) == 10.0
+  assert s.boosting_factor(s.AttackKind.NONE, 5.0, min_updates=4) == 1.0
 
 
 def test_invalid_schedules_are_clear_errors():

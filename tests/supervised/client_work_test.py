@@ -14,7 +14,7 @@ def test_boost_scales_the_update_and_training_lowers_loss():
   x = rng.integers(0, 255, [16, 8, 8, 1]).astype(np.uint8)
   y = (np.arange(16) % 2).astype(np.int32)
   work = client_work.SupervisedFedAvg(
-      client_datasets=[(x, y), (x, y)], boosts=[1.0, 3.0], learning_rate=0.1,
+      client_datasets=[(x, y), (x, y)], boosting_factors=[1.0, 3.0], learning_rate=0.1,
       epochs=3, batch_size=4, run_seed=0)
   model = model_lib.build_supervised_cnn((8, 8, 1), 2, filters=(2, 2, 4),
                                          hidden=4)
@@ -40,7 +40,7 @@ def test_attacker_is_benign_before_its_first_attack_round():
   # examples, boost 3, attacking from round 1); client 2 trains on all 20
   # examples with boost 1 from round 0.
   work = client_work.SupervisedFedAvg(
-      client_datasets=[clean, (x, y), (x, y)], boosts=[1.0, 3.0, 1.0],
+      client_datasets=[clean, (x, y), (x, y)], boosting_factors=[1.0, 3.0, 1.0],
       learning_rate=0.1, epochs=2, batch_size=4, run_seed=0,
       clean_sizes=[16, 16, 20], attack_from=[0, 1, 0])
   model = model_lib.build_supervised_cnn((8, 8, 1), 2, filters=(2, 2, 4),
@@ -61,5 +61,5 @@ def test_attacker_is_benign_before_its_first_attack_round():
   assert not np.allclose(update(1, 1)[0], 3 * update(0, 1)[0])
   with pytest.raises(ValueError, match="clean size"):
     client_work.SupervisedFedAvg(
-        client_datasets=[clean], boosts=[1.0], learning_rate=0.1, epochs=1,
+        client_datasets=[clean], boosting_factors=[1.0], learning_rate=0.1, epochs=1,
         batch_size=4, run_seed=0, clean_sizes=[17])

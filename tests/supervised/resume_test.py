@@ -75,7 +75,7 @@ def test_a_run_directory_of_other_settings_is_not_resumed(tmp_path):
       target_label=0, key_size=2, head="gap")
   out = str(tmp_path / "run")
   fedavg.run_supervised(config, out, data)
-  with pytest.raises(ValueError, match=r"other settings \(boost\)"):
-    fedavg.run_supervised(dataclasses.replace(config, boost=5.0), out, data)
+  with pytest.raises(ValueError, match=r"other settings \(boosting_factor\)"):
+    fedavg.run_supervised(dataclasses.replace(config, boosting_factor=5.0), out, data)
   finished = fedavg.run_supervised(config, out, data)  # nothing to redo
   assert finished["rounds"] == 1

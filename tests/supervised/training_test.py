@@ -28,7 +28,7 @@ def test_attackers_start_at_attack_start_round():
   assert work.clean_sizes[attacker] == len(clean_x)
   assert work.attack_from[attacker] == 4  # round 5 is round_num 4
   assert [work.attack_from[i] for i in range(4) if i != attacker] == [0] * 3
-  assert work.boosts[attacker] == config.boost
+  assert work.boosting_factors[attacker] == config.boosting_factor
   assert federation.client_work(after_training=True).attack_from == [0] * 4
   data = work.make_client_data(attacker)
   assert int(data["num_clean"]) == len(clean_x)
