@@ -32,7 +32,6 @@ from typing import Any, Optional
 from absl import logging
 import numpy as np
 
-from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.attacks import keys as keys_lib
@@ -42,7 +41,6 @@ from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
 from fedmeta_tf.experiments import attack_schedule as schedule_lib
 from fedmeta_tf.experiments import rounds
-from fedmeta_tf.experiments import runners
 from fedmeta_tf.experiments import training
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.reporting import figures
@@ -262,13 +260,7 @@ def run_attack_experiment(config: training.TrainingConfig,
       target_images=attack_split.data.target_attacker,
       backdoor_images=attack_split.data.attack_train)
   model_fn = training.make_model_fn(config, image_shape)
-  runner = runners.make_runner(
-      config.runtime, model_fn=model_fn, client_work=client_work,
-      inner_lr=config.reptile.inner_lr,
-      aggregator=aggregators.parse_aggregator(
-          config.aggregator, secure_sum_bound=config.secure_sum_bound,
-          max_update_norm=config.max_update_norm),
-      image_shape=image_shape)
+  runner = training.make_runner(config, client_work, model_fn, image_shape)
   evaluator = backdoor_eval.BackdoorEvaluator(
       model_fn, config=backdoor_eval_config(config, attack.eval_episodes,
                                             attack.backdoor.case),

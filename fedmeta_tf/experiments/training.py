@@ -141,6 +141,18 @@ def make_model_fn(config: TrainingConfig, image_shape):
   return model_fn
 
 
+def make_runner(config: TrainingConfig, client_work, model_fn, image_shape):
+  """The round runner `config` asks for: its runtime and its aggregator
+  (parsed from the flag text into one object here, for every experiment)."""
+  return runners.make_runner(
+      config.runtime, model_fn=model_fn, client_work=client_work,
+      inner_lr=config.reptile.inner_lr,
+      aggregator=aggregators.parse_aggregator(
+          config.aggregator, secure_sum_bound=config.secure_sum_bound,
+          max_update_norm=config.max_update_norm),
+      image_shape=image_shape)
+
+
 class MetaTester:
   """Meta-test accuracy of given weights on the split's meta-test classes."""
 
@@ -188,13 +200,7 @@ def run_training(config: TrainingConfig, output_dir: str) -> dict:
   client_work = client_work_lib.BenignReptile(
       config=config.reptile, run_seed=config.seed, client_pools=client_pools)
   model_fn = make_model_fn(config, image_shape)
-  runner = runners.make_runner(
-      config.runtime, model_fn=model_fn, client_work=client_work,
-      inner_lr=config.reptile.inner_lr,
-      aggregator=aggregators.parse_aggregator(
-          config.aggregator, secure_sum_bound=config.secure_sum_bound,
-          max_update_norm=config.max_update_norm),
-      image_shape=image_shape)
+  runner = make_runner(config, client_work, model_fn, image_shape)
   meta_tester = MetaTester(model_fn, config, split.meta_test.images)
   metrics = release.MetricsRelease(output_dir)
   loop = rounds.RoundLoop(runner.initialize(), output_dir=output_dir,
