@@ -82,6 +82,18 @@ def _check_same_run(config: training.SupervisedConfig, output_dir: str):
                      "--experiment_name")
 
 
+def make_runner(federation: training.Federation, after_training: bool = False):
+  """The round runner of `federation`'s config (runtime, aggregator); with
+  `after_training`, for the fine-tuning rounds that follow the training."""
+  c = federation.config
+  return runners.make_runner(
+      c.runtime, model_fn=federation.model_fn,
+      client_work=federation.client_work(after_training=after_training),
+      inner_lr=c.learning_rate,
+      aggregator=aggregators.parse_aggregator(c.aggregator),
+      image_shape=federation.data.image_shape)
+
+
 def run_supervised(config: training.SupervisedConfig, output_dir: str,
                    data: Optional[data_lib.SupervisedData] = None) -> dict:
   """Trains and writes results under `output_dir` (module docstring);
@@ -94,11 +106,7 @@ def run_supervised(config: training.SupervisedConfig, output_dir: str,
   federation = training.build_federation(config, data)
   logging.info("clients' labels %s, attackers %s",
                federation.client_labels.tolist(), federation.attackers)
-  runner = runners.make_runner(
-      config.runtime, model_fn=federation.model_fn,
-      client_work=federation.client_work(), inner_lr=config.learning_rate,
-      aggregator=aggregators.parse_aggregator(config.aggregator),
-      image_shape=federation.data.image_shape)
+  runner = make_runner(federation)
   model = federation.model_fn()
   metrics = release.MetricsRelease(output_dir)
 

@@ -16,12 +16,10 @@ import os
 
 import numpy as np
 
-from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.defenses.pruning import defense
 from fedmeta_tf.defenses.pruning import surgery
 from fedmeta_tf.defenses.pruning import voting
 from fedmeta_tf.experiments import fedavg
-from fedmeta_tf.experiments import runners
 from fedmeta_tf.supervised import client_work as client_work_lib
 from fedmeta_tf.supervised import training
 
@@ -61,13 +59,7 @@ def defend(federation: training.Federation, weights, config:
     return row
 
   def fine_tune(w, mask):
-    c = federation.config
-    runner = runners.make_runner(
-        c.runtime, model_fn=federation.model_fn,
-        client_work=federation.client_work(after_training=True),
-        inner_lr=c.learning_rate,
-        aggregator=aggregators.parse_aggregator(c.aggregator),
-        image_shape=federation.data.image_shape)
+    runner = fedavg.make_runner(federation, after_training=True)
     state = runner.with_weights(runner.initialize(), w)
     tune_model = federation.model_fn()
     state = fedavg.run_rounds(
