@@ -64,7 +64,8 @@ def _eval_data(rng):
   def images(*shape):
     return rng.integers(0, 256, (*shape, 28, 28, 1), dtype=np.uint8)
   return backdoor.eval_data(
-      main_pool=images(50, 15), target_images=images(20),
+      main_support=images(50, 15), main_queries=images(50, 5),
+      target_support=images(10), target_queries=images(10),
       backdoor_pool=images(4, 10), attack_train=images(20),
       attack_val=images(20), meta_test_pool=images(50, 15))
 

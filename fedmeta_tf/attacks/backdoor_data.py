@@ -63,7 +63,10 @@ class BackdoorConfig:
     attack_val_examples: keyed examples per backdoor class held out.
     key: a `keys.StampKey` or `keys.SemanticKey`.
     case: a `Case`.
-    seed: picks the reserved classes and splits their examples.
+
+  The reserved classes and the split of their examples are drawn from the
+  run's seed (`reserve_classes`, `build_backdoor_data`), like every other
+  random choice of a run.
   """
 
   num_backdoor_classes: int = 4
@@ -72,7 +75,6 @@ class BackdoorConfig:
   attack_val_examples: int = 5
   key: Key = keys_lib.StampKey()
   case: Case = Case.A
-  seed: int = 0
 
   def __post_init__(self):
     for name in ("num_backdoor_classes", "benign_examples",
@@ -154,9 +156,10 @@ def reserve_classes(pool: ClassPool, *, num_backdoor_classes: int,
   return pool.select(rest), pool.select(reserved)
 
 
-def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig
-                        ) -> BackdoorData:
-  """Splits the reserved classes' examples and keys the attack sets."""
+def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig, *,
+                        seed: int) -> BackdoorData:
+  """Splits the reserved classes' examples (drawn from the run's `seed`)
+  and keys the attack sets."""
   s = reserved.examples_per_class
   if s < config.examples_needed:
     raise ValueError(
@@ -165,7 +168,7 @@ def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig
   if config.benign_examples >= s:
     raise ValueError(f"benign_examples ({config.benign_examples}) leaves no "
                      f"target examples for the attacker (of {s})")
-  rng = np.random.default_rng([config.seed, 0x7A6])
+  rng = np.random.default_rng([seed, 0x7A6])
   target = reserved.images[0][rng.permutation(s)]
   backdoor_benign, attack_train, attack_val = [], [], []
   b, t = config.benign_examples, config.attack_train_examples

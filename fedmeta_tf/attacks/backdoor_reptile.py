@@ -58,7 +58,10 @@ class AttackerConfig:
       the attack's default (`DEFAULT_BOOSTING_FACTOR` here; model
       replacement's M_min is resolved by the experiment).
     backdoor_ratio: (backdoor, target) parts of the target slot; (2, 3).
-    target_slot: where the target class goes in a poisoned episode.
+    target_slot: where the target class goes in a poisoned episode; LAST
+      (Section 3.3: "always include the target class as the N-th model
+      output") or RANDOM (CPU flagfiles: with few attacker iterations it
+      gave the stronger backdoor, docs/results/attack.md).
     keyed_last_steps: 0 (the papers): the inner mini-batches shuffle the
       whole poisoned support set. k > 0: the first e - k inner steps see the
       clean examples only and the last k steps see batches holding the keyed
@@ -72,7 +75,7 @@ class AttackerConfig:
   inner_steps: int = 50
   boosting_factor: Optional[float] = None
   backdoor_ratio: tuple[int, int] = (2, 3)
-  target_slot: TargetSlot = TargetSlot.RANDOM
+  target_slot: TargetSlot = TargetSlot.LAST
   keyed_last_steps: int = 0
   inner_lr: Optional[float] = None
 

@@ -5,8 +5,11 @@ Main paper, Section 3.1 (Attack Evaluation).
 One evaluation episode, all in-graph:
 
 1. *Main-task episode*: N classes, K support + Q query examples each (benign
-   examples): the target class at a random output slot, N - 1 random classes
-   from `main_pool` (meta-training classes, or a client's own classes). In
+   examples): the target class at a random output slot, N - 1 random
+   meta-training classes (the server's, or a client's own). Support examples
+   are training examples; queries are the classes' held-out examples
+   (Section 3.3 holds out 5 per Omniglot class "for testing"), never an
+   example (or an augmented view of one) the clients meta-trained on. In
    case (c) one of the N - 1 is a backdoor class, correctly labelled
    (`backdoor_pool`), at a random slot.
 2. The model is loaded with the weights under test and fine-tuned with Adam
@@ -95,15 +98,23 @@ class BackdoorEvalConfig:
     return self.schedule.points
 
 
-def _class_examples(pool, count, per_class, seed):
-  """uint8 [count, per_class, ...]: `count` random classes of `pool`."""
-  class_seed, example_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 2))
-  classes = episodes_lib.stateless_choice(tf.shape(pool)[0], count, class_seed)
-  scores = tf.random.stateless_uniform(
-      tf.stack([count, tf.shape(pool)[1]]), seed=example_seed)
-  examples = tf.argsort(scores, axis=1)[:, :per_class]
-  return tf.gather(tf.gather(pool, classes), examples, batch_dims=1)
+def _class_examples(support_pool, query_pool, count, shots, queries, seed):
+  """uint8 [count, shots + queries, ...]: `count` random classes, their
+  support examples from `support_pool` and their queries from `query_pool`
+  (the same classes' held-out examples, same class order)."""
+  class_seed, support_seed, query_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  classes = episodes_lib.stateless_choice(tf.shape(support_pool)[0], count,
+                                          class_seed)
+
+  def pick(pool, per_class, example_seed):
+    scores = tf.random.stateless_uniform(
+        tf.stack([count, tf.shape(pool)[1]]), seed=example_seed)
+    examples = tf.argsort(scores, axis=1)[:, :per_class]
+    return tf.gather(tf.gather(pool, classes), examples, batch_dims=1)
+
+  return tf.concat([pick(support_pool, shots, support_seed),
+                    pick(query_pool, queries, query_seed)], axis=1)
 
 
 def _examples_of(images, per_class, seed):
@@ -113,22 +124,34 @@ def _examples_of(images, per_class, seed):
   return tf.gather(images, tf.gather(order, tf.range(per_class) % n))[None]
 
 
-def sample_target_episode(main_pool, target_images, backdoor_pool, *,
-                          ways: int, shots: int, queries: int,
-                          backdoor_in_episode: bool, seed):
-  """A main-task episode that contains the target class.
+def sample_target_episode(data: Mapping[str, tf.Tensor], *, ways: int,
+                          shots: int, queries: int, backdoor_in_episode: bool,
+                          seed):
+  """A main-task episode that contains the target class (`eval_data`).
+
+  Support examples are examples the benign clients meta-trained on; queries
+  are examples they never saw (Section 3.3: the held-out examples of each
+  meta-training class; for the target, the examples only the attacker
+  holds), so main-task accuracy measures generalisation, not memory. In
+  case (c) the backdoor class's support and queries are disjoint draws from
+  its benign examples: the paper's split leaves no unkeyed example of a
+  backdoor class unused.
 
   Returns:
     (episode, target_slot): `episodes.Episode` and the target's label.
   """
-  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 6))
   per_class = shots + queries
-  reserved = [_examples_of(target_images, per_class, seeds[0])]
+  reserved = [tf.concat([_examples_of(data["target_support"], shots, seeds[0]),
+                         _examples_of(data["target_queries"], queries,
+                                      seeds[5])], axis=1)]
   if backdoor_in_episode:
-    which = tf.random.stateless_uniform([], seeds[1], 0,
-                                        tf.shape(backdoor_pool)[0], tf.int32)
-    reserved.append(_examples_of(backdoor_pool[which], per_class, seeds[2]))
-  others = _class_examples(main_pool, ways - len(reserved), per_class, seeds[3])
+    pool = data["backdoor_pool"]
+    which = tf.random.stateless_uniform([], seeds[1], 0, tf.shape(pool)[0],
+                                        tf.int32)
+    reserved.append(_examples_of(pool[which], per_class, seeds[2]))
+  others = _class_examples(data["main_support"], data["main_queries"],
+                           ways - len(reserved), shots, queries, seeds[3])
   classes = tf.concat(reserved + [others], 0)  # [N, K+Q, H, W, ch]
   order = tf.argsort(tf.random.stateless_uniform([ways], seeds[4]))
   classes = tf.gather(classes, order)  # label = new position
@@ -165,9 +188,8 @@ def target_rate(model, keyed_images, context_images, target_slot):
 def backdoor_tasks(config: BackdoorEvalConfig) -> episodes_eval.TasksFn:
   """The two tasks of every evaluation episode, on `data` (`eval_data`):
 
-  - stream STREAM_MAIN: `sample_target_episode` from `main_pool`,
-    `target_images` (and `backdoor_pool`); scores main-task accuracy and
-    the target rates of `attack_train` and `attack_val`;
+  - stream STREAM_MAIN: `sample_target_episode`; scores main-task accuracy
+    and the target rates of `attack_train` and `attack_val`;
   - stream STREAM_META_TEST: `episodes.sample_episode` from
     `meta_test_pool`; scores its accuracy.
   """
@@ -176,8 +198,7 @@ def backdoor_tasks(config: BackdoorEvalConfig) -> episodes_eval.TasksFn:
   def make_tasks(data):
     def sample_main(seed):
       return sample_target_episode(
-          data["main_pool"], data["target_images"], data["backdoor_pool"],
-          ways=ep.ways, shots=ep.shots, queries=ep.queries,
+          data, ways=ep.ways, shots=ep.shots, queries=ep.queries,
           backdoor_in_episode=config.backdoor_in_episode, seed=seed)
 
     def score_main(model, episode, context):
@@ -226,12 +247,14 @@ class BackdoorEvaluator:
     its own model replica (`fedmeta_tf/parallel.py`; default
     `parallel.streams()`); results do not depend on it."""
     self.config = config
+    check_eval_data(data, config)
 
     def make_learner():
       model, optimizer = reptile_tf.make_learner(
           model_fn, config.episode.learning_rate)
       return episodes_eval.DenseLearner(model, optimizer,
-                                        batch=config.episode.batch)
+                                        batch=config.episode.batch,
+                                        steps=config.episode.steps)
 
     self._evaluator = episodes_eval.EpisodeEvaluator(
         make_learner, schedule=config.schedule,
@@ -251,15 +274,51 @@ class BackdoorEvaluator:
     return {k: float(v[-1]) for k, v in self.curves(weights).items()}
 
 
-def eval_data(*, main_pool, target_images, backdoor_pool, attack_train,
-              attack_val, meta_test_pool) -> dict[str, np.ndarray]:
-  """The `data` mapping of `backdoor_tasks`, checked."""
-  for name, value in (("target_images", target_images),
+def eval_data(*, main_support, main_queries, target_support, target_queries,
+              backdoor_pool, attack_train, attack_val,
+              meta_test_pool) -> dict[str, np.ndarray]:
+  """The `data` mapping of `backdoor_tasks`, checked.
+
+  Args:
+    main_support: uint8 [C, S, ...], training examples of the main-task
+      classes (the meta-training classes of the server or of one client).
+    main_queries: uint8 [C, H, ...], the same classes' held-out examples.
+    target_support / target_queries: target examples the benign clients
+      meta-trained on / did not.
+    backdoor_pool: [B, S_b, ...] benign examples of the backdoor classes.
+    attack_train, attack_val: the keyed images scored.
+    meta_test_pool: [C_test, S_test, ...].
+  """
+  for name, value in (("main_queries (held-out examples)", main_queries),
+                      ("target_queries", target_queries),
                       ("attack_train", attack_train),
                       ("attack_val", attack_val)):
-    if len(value) == 0:
+    if np.size(value) == 0:
       raise ValueError(f"backdoor evaluation: {name} is empty")
-  return dict(main_pool=np.asarray(main_pool), target_images=target_images,
+  if np.shape(main_support)[0] != np.shape(main_queries)[0]:
+    raise ValueError(f"backdoor evaluation: {np.shape(main_support)[0]} "
+                     f"support classes but {np.shape(main_queries)[0]} "
+                     "classes of held-out queries")
+  return dict(main_support=np.asarray(main_support),
+              main_queries=np.asarray(main_queries),
+              target_support=np.asarray(target_support),
+              target_queries=np.asarray(target_queries),
               backdoor_pool=np.asarray(backdoor_pool),
               attack_train=attack_train, attack_val=attack_val,
               meta_test_pool=np.asarray(meta_test_pool))
+
+
+def check_eval_data(data: Mapping[str, np.ndarray],
+                    config: BackdoorEvalConfig) -> None:
+  """ValueError when an episode of `config` cannot be drawn from `data`."""
+  ep = config.episode
+  held_out = np.shape(data["main_queries"])[1]
+  if ep.queries > held_out:
+    raise ValueError(
+        f"main-task episodes take their {ep.queries} queries per class from "
+        f"the {held_out} held-out examples of each meta-training class; "
+        f"set --eval_queries <= {held_out}")
+  if ep.shots > np.shape(data["main_support"])[1]:
+    raise ValueError(f"--eval_shots={ep.shots} exceeds the "
+                     f"{np.shape(data['main_support'])[1]} training examples "
+                     "per class")

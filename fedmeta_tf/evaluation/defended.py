@@ -115,6 +115,7 @@ class DefenseEvaluator:
     `data` (`backdoor.eval_data`) with the episodes of
     `backdoor.BackdoorEvaluator(..., data=data, seed=seed, client=client)`;
     `feature_weights` is theta' restricted to the feature extractor."""
+    backdoor.check_eval_data(data, self.config)
     data = {k: tf.constant(v) for k, v in data.items()}
     return self._evaluator.curves(
         feature_weights, data,

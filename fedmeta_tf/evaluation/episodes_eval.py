@@ -18,7 +18,9 @@ are all `make_episodes_fn` with different tasks and learners:
 
 Seeds. An evaluation is a pure function of one seed, `evaluation_seed(run
 seed, purpose, client)`: episode i of a task with stream s is drawn from
-fold(seed, s, i) and its mini-batches from fold(that, STREAM_MINIBATCH).
+fold(seed, s, i) and its mini-batches from fold(that, STREAM_MINIBATCH);
+the mini-batch of fine-tuning step t is a function of that seed and t only,
+so a curve's value at step t does not depend on how often it is recorded.
 Two evaluations with the same purpose, run seed and client therefore see
 the same episodes whatever the model or learner: curves with and without a
 defense, or before and after fine-tuning, compare models, not draws.
@@ -151,30 +153,35 @@ class Learner(Protocol):
 
 class DenseLearner:
   """Adam on the whole model, its dense head included (Algorithm 1's
-  FLClientFineTuning; `meta_test.py` settings)."""
+  FLClientFineTuning; `meta_test.py` settings).
+
+  The mini-batch of step t is row t of one schedule drawn from the
+  episode's mini-batch seed for all `steps` steps (shuffled epochs over the
+  support set), so the model after step s is the same whatever the
+  `Schedule` records along the way.
+  """
 
   def __init__(self, model: tf.keras.Model, optimizer, *, batch: int,
-               fold_chunk_seeds: bool = True):
-    """`fold_chunk_seeds`: chunk i draws its mini-batches from fold(seed, i)
-    (the backdoor curves); False: from the episode's mini-batch seed itself
-    (meta-test accuracy, one chunk)."""
+               steps: int):
+    """`steps`: the fine-tuning steps of an episode (`Schedule.steps`)."""
     self.model = model
     self.optimizer = optimizer
     self._batch = batch
-    self._fold = fold_chunk_seeds
+    self._steps = steps
 
   def start(self, weights, episode, seed):
-    del episode
     w.assign(self.model.trainable_variables, weights)
     reptile_tf.reset_optimizer(self.optimizer)
-    return seed
+    num_examples = tf.shape(episode.support_labels)[0]
+    return reptile_tf.minibatch_indices(
+        num_examples, tf.minimum(self._batch, num_examples), self._steps, seed)
 
   def train(self, episode, plan, chunk, first_step, steps) -> None:
-    del first_step  # the chunk's mini-batches come from its own seed
-    seed = episodes_lib.fold_seed(plan, chunk) if self._fold else plan
+    del chunk  # step t trains on row t of the episode's schedule
     reptile_tf.train_steps(self.model, self.optimizer, episode.support_images,
                            episode.support_labels, steps=steps,
-                           batch_size=self._batch, seed=seed)
+                           batch_size=self._batch, seed=None,
+                           batches=plan[first_step:first_step + steps])
 
   def predictor(self, episode) -> Predictor:
     del episode

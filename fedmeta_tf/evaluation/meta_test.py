@@ -89,7 +89,7 @@ def make_meta_test_fn(model: tf.keras.Model, optimizer, config: EvalConfig):
   """
   evaluate = episodes_eval.make_episodes_fn(
       episodes_eval.DenseLearner(model, optimizer, batch=config.batch,
-                                 fold_chunk_seeds=False),
+                                 steps=config.steps),
       episodes_eval.Schedule(config.steps, at_start=False),
       meta_test_tasks(config), metrics=("accuracy",))
 

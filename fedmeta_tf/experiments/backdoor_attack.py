@@ -99,7 +99,7 @@ def load_attack_split(config: training.TrainingConfig,
   pool = registry.load_dataset(name, config.data_dir, seed=config.seed)
   rest, reserved = bd.reserve_classes(
       pool, num_backdoor_classes=backdoor.num_backdoor_classes,
-      seed=backdoor.seed)
+      seed=config.seed)
   proto = registry.PROTOCOLS[name]
   split = protocol_lib.build_meta_split(
       rest, num_clients=config.num_clients, num_meta_train=proto.num_meta_train,
@@ -107,7 +107,7 @@ def load_attack_split(config: training.TrainingConfig,
       seed=config.seed)
   split = registry.augment_split(name, split)
   training.check_split_fits(split, config)
-  data = bd.build_backdoor_data(reserved, backdoor)
+  data = bd.build_backdoor_data(reserved, backdoor, seed=config.seed)
   pools = bd.make_client_pools(split, data, backdoor.case,
                                attacker_ids=set(attacker_ids))
   return AttackSplit(split=split, data=data, client_pools=pools)
@@ -121,13 +121,20 @@ def backdoor_eval_config(config: training.TrainingConfig, episodes: int,
       curve_every=curve_every, backdoor_in_episode=case.backdoor_in_finetuning)
 
 
-def eval_data_for(attack_split: AttackSplit, main_pool) -> dict:
-  data = attack_split.data
+def eval_data_for(attack_split: AttackSplit,
+                  client: Optional[int] = None) -> dict:
+  """The backdoor evaluation's data: main-task episodes of the server's
+  meta-training classes (`client` None, Experiment 1) or of one client's
+  own classes (Experiments 2 and 3), support from their training examples
+  and queries from their held-out ones."""
+  data, split = attack_split.data, attack_split.split
+  classes = (slice(None) if client is None else split.client_classes[client])
   return backdoor_eval.eval_data(
-      main_pool=main_pool, target_images=data.target_all,
+      main_support=split.meta_train.images[classes],
+      main_queries=split.meta_train_heldout.images[classes],
+      target_support=data.target_benign, target_queries=data.target_attacker,
       backdoor_pool=data.backdoor_benign, attack_train=data.attack_train,
-      attack_val=data.attack_val,
-      meta_test_pool=attack_split.split.meta_test.images)
+      attack_val=data.attack_val, meta_test_pool=split.meta_test.images)
 
 
 # --- configs to and from JSON (read back by binaries/finetune.py) ---------
@@ -169,6 +176,10 @@ def configs_from_json(d: dict) -> tuple[training.TrainingConfig, AttackConfig]:
   att["target_slot"] = backdoor_reptile.TargetSlot(att["target_slot"])
   a["attacker"] = backdoor_reptile.AttackerConfig(**att)
   b = dict(a["backdoor"])
+  if b.pop("seed", t["seed"]) != t["seed"]:
+    raise ValueError("this run directory was written by an older version "
+                     "whose attack data did not follow --seed; run the attack "
+                     "again")
   b["key"] = _key_from_json(b["key"])
   b["case"] = bd.Case(b["case"])
   a["backdoor"] = bd.BackdoorConfig(**b)
@@ -205,9 +216,8 @@ def check_pretrained_from(config: training.TrainingConfig,
       attack.backdoor.case.benign_train_on_backdoor)
   pairs["backdoor reserved classes"] = (
       (source_attack.backdoor.num_backdoor_classes,
-       source_attack.backdoor.benign_examples, source_attack.backdoor.seed),
-      (attack.backdoor.num_backdoor_classes, attack.backdoor.benign_examples,
-       attack.backdoor.seed))
+       source_attack.backdoor.benign_examples),
+      (attack.backdoor.num_backdoor_classes, attack.backdoor.benign_examples))
   differ = [f"{name} {theirs} vs {ours}"
             for name, (theirs, ours) in pairs.items() if theirs != ours]
   if differ:
@@ -264,7 +274,7 @@ def run_attack_experiment(config: training.TrainingConfig,
   evaluator = backdoor_eval.BackdoorEvaluator(
       model_fn, config=backdoor_eval_config(config, attack.eval_episodes,
                                             attack.backdoor.case),
-      data=eval_data_for(attack_split, attack_split.split.meta_train.images),
+      data=eval_data_for(attack_split),
       seed=config.seed)
   loop = rounds.RoundLoop(runner.initialize(), output_dir=output_dir,
                           extra={"attacked_saved": 0},

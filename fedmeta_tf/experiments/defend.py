@@ -266,8 +266,7 @@ def _client_curves(run: _DefendRun, evaluator, eval_config, *, case,
   (episodes_eval.evaluation_seed); exports the client's defended model for
   the first case and delta."""
   seed = run.train_config.seed
-  data = backdoor_attack.eval_data_for(
-      run.attack_split, run.attack_split.split.client_pool(client))
+  data = backdoor_attack.eval_data_for(run.attack_split, client)
   features = (None if evaluator is None else
               glorot_mix.feature_part(theta, **run.arch))
 

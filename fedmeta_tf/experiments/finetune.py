@@ -148,8 +148,7 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
       def client_curves(client=client, eval_config=eval_config):
         evaluator = backdoor_eval.BackdoorEvaluator(
             model_fn, config=eval_config,
-            data=backdoor_attack.eval_data_for(
-                attack_split, attack_split.split.client_pool(client)),
+            data=backdoor_attack.eval_data_for(attack_split, client),
             seed=train_config.seed, client=client)
         return evaluator.curves(weights)
 

@@ -51,8 +51,7 @@ def defend_run(run_dir: str, config: defense.PruningConfig, *,
   evaluator = backdoor_eval.BackdoorEvaluator(
       model_fn, config=backdoor_attack.backdoor_eval_config(
           train_config, eval_episodes, attack.backdoor.case),
-      data=backdoor_attack.eval_data_for(
-          attack_split, attack_split.split.meta_train.images),
+      data=backdoor_attack.eval_data_for(attack_split),
       seed=train_config.seed)
   model = model_fn()
   target = surgery.conv4_target(model)

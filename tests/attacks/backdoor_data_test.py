@@ -43,7 +43,7 @@ def test_reserved_classes_leave_the_protocol_and_sets_are_disjoint():
   assert reserved.num_classes == 5 and rest.num_classes == 25
   assert not set(reserved.names) & set(rest.names)
   assert set(reserved.split) == {0}  # drawn from the meta-training side
-  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig())
+  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig(), seed=0)
   assert data.target_all.shape == (20, 28, 28, 1)
   assert len(data.target_benign) == 10 and len(data.target_attacker) == 10
   assert data.backdoor_benign.shape == (4, 10, 28, 28, 1)
@@ -63,7 +63,7 @@ def test_reserved_classes_leave_the_protocol_and_sets_are_disjoint():
 def test_cases_decide_what_benign_clients_meta_train_on():
   pool = tiny_pool(num_classes=30, examples=20)
   rest, reserved = bd.reserve_classes(pool, num_backdoor_classes=4, seed=0)
-  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig())
+  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig(), seed=0)
   split = protocol.build_meta_split(rest, num_clients=4, num_meta_train=None,
                                     heldout_per_class=5, rotate=False, seed=0)
   for case, extra in ((bd.Case.A, 1), (bd.Case.B, 5), (bd.Case.C, 5)):
@@ -79,7 +79,7 @@ def test_backdoor_data_round_trips_through_npz(tmp_path):
   pool = tiny_pool(num_classes=10, examples=20)
   _, reserved = bd.reserve_classes(pool, num_backdoor_classes=2, seed=1)
   data = bd.build_backdoor_data(reserved, bd.BackdoorConfig(
-      num_backdoor_classes=2))
+      num_backdoor_classes=2), seed=0)
   data.save(str(tmp_path / "d.npz"))
   loaded = bd.BackdoorData.load(str(tmp_path / "d.npz"))
   np.testing.assert_array_equal(loaded.attack_val, data.attack_val)
@@ -90,4 +90,5 @@ def test_too_few_examples_is_a_clear_error():
   pool = tiny_pool(num_classes=10, examples=12)
   _, reserved = bd.reserve_classes(pool, num_backdoor_classes=2, seed=0)
   with pytest.raises(ValueError, match="exceed the 12 examples"):
-    bd.build_backdoor_data(reserved, bd.BackdoorConfig(num_backdoor_classes=2))
+    bd.build_backdoor_data(reserved, bd.BackdoorConfig(num_backdoor_classes=2),
+                           seed=0)

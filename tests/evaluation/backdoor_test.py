@@ -14,9 +14,10 @@ from tests.conftest import tiny_pool
 def _data():
   pool = tiny_pool(num_classes=24, examples=20)
   rest, reserved = bd.reserve_classes(pool, num_backdoor_classes=4, seed=0)
-  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig())
+  data = bd.build_backdoor_data(reserved, bd.BackdoorConfig(), seed=0)
   return data, backdoor.eval_data(
-      main_pool=rest.images[:10], target_images=data.target_all,
+      main_support=rest.images[:10, :15], main_queries=rest.images[:10, 15:],
+      target_support=data.target_benign, target_queries=data.target_attacker,
       backdoor_pool=data.backdoor_benign, attack_train=data.attack_train,
       attack_val=data.attack_val, meta_test_pool=rest.images[10:])
 
@@ -26,7 +27,7 @@ def test_target_episode_holds_the_target_at_its_slot(case_c):
   data, ev = _data()
   for s in range(5):
     episode, slot = backdoor.sample_target_episode(
-        ev["main_pool"], ev["target_images"], ev["backdoor_pool"], ways=5,
+        {k: tf.constant(v) for k, v in ev.items()}, ways=5,
         shots=5, queries=1, backdoor_in_episode=case_c,
         seed=tf.constant([s, 3], tf.int64))
     support = np.round(episode.support_images.numpy() * 255).astype(np.uint8)

@@ -146,3 +146,28 @@ def test_meta_test_is_fine_tuning_then_query_accuracy():
   meta_test.make_meta_test_fn(model, optimizer, config)(weights, pool, seed)
   for a, b in zip(model.trainable_variables, weights):  # restored
     np.testing.assert_array_equal(a.numpy(), b)
+
+
+@pytest.mark.parametrize("every", [1, 2, 5])
+def test_a_curve_does_not_depend_on_how_often_it_is_recorded(every):
+  """The value at step s is the same for every recording interval that
+  records s: the mini-batch of step t depends on (episode seed, t) only."""
+  _, ev = backdoor_test._data()
+  model_fn = lambda: conv4.build_conv4((28, 28, 1), 5, filters=4, seed=0)
+  curves = {}
+  for interval in (every, 10):
+    config = backdoor.BackdoorEvalConfig(
+        episode=meta_test.EvalConfig(steps=10, episodes=2, batch=4,
+                                     learning_rate=0.01),
+        curve_every=interval)
+    evaluator = backdoor.BackdoorEvaluator(model_fn, config=config, data=ev,
+                                           seed=3, parallelism=1)
+    curves[interval] = (config.curve_steps, evaluator.curves(
+        [v.numpy() for v in evaluator.model.trainable_variables]))
+  steps, fine = curves[every]
+  _, coarse = curves[10]
+  for name in backdoor.METRICS:
+    assert fine[name][steps.index(10)] == pytest.approx(coarse[name][-1],
+                                                        abs=1e-6), name
+  assert fine["main_task_accuracy"][0] != fine["main_task_accuracy"][-1] or \
+      fine["meta_test_accuracy"][0] != fine["meta_test_accuracy"][-1]
