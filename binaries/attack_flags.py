@@ -8,6 +8,7 @@ from typing import Optional
 
 from absl import flags
 
+from binaries import common
 from fedmeta_tf.attacks import backdoor_data
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.attacks import keys
@@ -34,14 +35,21 @@ _BOOSTING_FACTOR = flags.DEFINE_float(
     "--attack=model_replacement (default M_min, pruning paper §III-D).")
 _ATTACKER_ITERATIONS = flags.DEFINE_integer(
     "attacker_iterations", 50000, "The attacker's E (Omniglot: 50000).")
+_ATTACKER_INNER_EPOCHS = flags.DEFINE_integer(
+    "attacker_inner_epochs", 50,
+    "The attacker's e, inner epochs over each poisoned episode's N*K examples "
+    "(the paper: Omniglot 50, mini-ImageNet 1, CelebA 12).")
 _ATTACKER_INNER_STEPS = flags.DEFINE_integer(
-    "attacker_inner_steps", 50,
-    "The attacker's e, inner steps per episode ('inner epochs'; Omniglot 50).")
+    "attacker_inner_steps", None,
+    "Instead of --attacker_inner_epochs: the attacker's e as Adam steps per "
+    "episode (the CPU flagfiles).")
 _BACKDOOR_RATIO = flags.DEFINE_string(
     "backdoor_ratio", "2:3", "backdoor:target examples in the target slot.")
 _TARGET_SLOT = flags.DEFINE_enum(
-    "target_slot", "random", [s.value for s in backdoor_reptile.TargetSlot],
-    "Output of the target class in poisoned episodes.")
+    "target_slot", "last", [s.value for s in backdoor_reptile.TargetSlot],
+    "Output of the target class in poisoned episodes: last (the paper: "
+    "'always ... the N-th model output') or random (a random output per "
+    "episode).")
 _KEYED_LAST_STEPS = flags.DEFINE_integer(
     "attacker_keyed_last_steps", 0,
     "0 (the papers): the attacker's inner mini-batches shuffle the whole "
@@ -76,6 +84,24 @@ _BACKDOOR_EVAL_EPISODES = flags.DEFINE_integer(
     "backdoor_eval_episodes", 40, "Episodes the backdoor metrics average.")
 
 
+def check_attack_flags() -> None:
+  """Refuses (ValueError, one line) settings that would have no effect:
+  --attacker_inner_epochs beside --attacker_inner_steps (steps win), and
+  --key_margin with a centred key (no border distance)."""
+  if _ATTACKER_INNER_STEPS.value is not None:
+    common.refuse_if_set(
+        "attacker_inner_epochs",
+        f"--attacker_inner_steps={_ATTACKER_INNER_STEPS.value}",
+        "the two are alternatives (epochs: the paper's e; steps: CPU runs); "
+        "give one")
+  if _KEY_POSITION.value == keys.KeyPosition.CENTER.value:
+    common.refuse_if_set(
+        "key_margin", f"--key_position={_KEY_POSITION.value}",
+        "a centred key is placed by the image size alone; leave it unset, or "
+        "use a corner --key_position (bottom_right, bottom_left, top_right, "
+        "top_left)")
+
+
 def _ints(values, name):
   try:
     return tuple(int(v) for v in values)
@@ -95,6 +121,8 @@ def attack_config_from_flags() -> Optional[backdoor_attack.AttackConfig]:
           attacker_ids=_ints(_ATTACKER_IDS.value, "attacker_ids")),
       attacker=backdoor_reptile.AttackerConfig(
           iterations=_ATTACKER_ITERATIONS.value,
+          inner_epochs=(None if _ATTACKER_INNER_STEPS.value is not None
+                        else _ATTACKER_INNER_EPOCHS.value),
           inner_steps=_ATTACKER_INNER_STEPS.value,
           boosting_factor=_BOOSTING_FACTOR.value,
           backdoor_ratio=backdoor_reptile.parse_ratio(_BACKDOOR_RATIO.value),

@@ -85,6 +85,29 @@ def user_errors_exit_2(main):
   return wrapped
 
 
+def set_by_user(name: str) -> bool:
+  """Whether --`name` was set (on the command line, in a --flagfile, or
+  assigned in code) to a value other than its default.
+
+  A flag set to its default value is not counted: it asks for nothing the
+  run would not do anyway, and one flagfile can then serve several settings
+  (configs/glyphs_defend_ablations_cpu.cfg sets --head_only_steps=5 and is
+  documented with --defense=supervised as well).
+  """
+  flag = flags.FLAGS[name]
+  return not flag.using_default_value and flag.value != flag.default
+
+
+def refuse_if_set(name: str, setting: str, why: str) -> None:
+  """Refuses --`name` where it would have no effect: raises ValueError (one
+  line; exit status 2 through `user_errors_exit_2`) when the user set it
+  (`set_by_user`). `setting` names what makes it ineffective
+  ("--defense=supervised"); `why` says why and what would be valid."""
+  if set_by_user(name):
+    raise ValueError(f"{flags.FLAGS[name].serialize()} has no effect with "
+                     f"{setting}: {why}")
+
+
 # Flags that do not change what a run computes.
 NON_EXPERIMENT_FLAGS = frozenset({"overwrite", "tff_workers",
                                   "parallelism"})

@@ -37,7 +37,9 @@ _DELTAS = flags.DEFINE_list(
 _STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning iterations.",
     allow_override=True)
 _HEAD_ONLY_STEPS = flags.DEFINE_integer(
-    "head_only_steps", 5, "First iterations that train alpha, beta alone.")
+    "head_only_steps", 5, "First iterations that train alpha, beta alone "
+    "(matching, protonet; refused with --defense=supervised, as are "
+    "--leave_one_out and --initial_scale).")
 _BATCH = flags.DEFINE_integer(
     "batch", None, "Queries per iteration (default: the run's b).")
 _LEARNING_RATE = flags.DEFINE_float(
@@ -59,11 +61,30 @@ _NAME = flags.DEFINE_string(
     "name", None, "Sub-directory under defend/ (default: from the settings).")
 _PARALLELISM = common.define_parallelism_flag()
 
+# Flags of the metric heads (matching, protonet) that the dense head of
+# --defense=supervised has no use for: refused there.
+_METRIC_HEAD_ONLY = {
+    "head_only_steps": "the dense head has no alpha, beta to train alone",
+    "leave_one_out": "the dense head does not match queries against the "
+                     "support set",
+    "initial_scale": "the dense head has no scale beta",
+}
+
+
+def check_flags_take_effect() -> None:
+  """Refuses (ValueError, one line) settings the defense would ignore."""
+  if _DEFENSE.value == experiment.Defense.SUPERVISED.value:
+    for name, why in _METRIC_HEAD_ONLY.items():
+      common.refuse_if_set(name, f"--defense={_DEFENSE.value}",
+                           f"{why}; use it with --defense=matching or "
+                           "--defense=protonet, or leave it unset")
+
 
 @common.user_errors_exit_2
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
+  check_flags_take_effect()
   run_dir = from_run_flags.run_dir()
   clients = from_run_flags.clients()
   try:

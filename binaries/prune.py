@@ -36,7 +36,8 @@ _OUTPUT_SUBDIR = flags.DEFINE_string("output_subdir", "pruning",
 _VOTE = flags.DEFINE_enum_class("vote", voting.Vote.RANKING, voting.Vote,
                                 "ranking (mean rank) | majority (0/1 masks).")
 _PRUNING_RATE = flags.DEFINE_float(
-    "pruning_rate", 0.5, "p of the majority vote's client masks.")
+    "pruning_rate", 0.5, "p of the majority vote's client masks (refused "
+    "with --vote=ranking).")
 _ACCURACY_DROP = flags.DEFINE_float(
     "accuracy_drop", 0.01,
     "Stop pruning before accuracy drops more than this (and decreasing Delta, "
@@ -70,6 +71,11 @@ _FINE_TUNE_ROUNDS = flags.DEFINE_integer(
 
 
 def config_from_flags() -> defense.PruningConfig:
+  if _VOTE.value is voting.Vote.RANKING:
+    common.refuse_if_set(
+        "pruning_rate", "--vote=ranking",
+        "it is the share of channels each client's majority-vote mask "
+        "prunes; use --vote=majority, or leave it unset")
   if not 0 < _DELTA_MIN.value <= _DELTA_MAX.value or _DELTA_STEP.value <= 0:
     raise ValueError("need 0 < delta_min <= delta_max and delta_step > 0, got "
                      f"{_DELTA_MIN.value}, {_DELTA_MAX.value}, "

@@ -69,11 +69,13 @@ _MAX_UPDATE_NORM = flags.DEFINE_float(
     "round before the secure sum (secure_mean), and counted.")
 _DROPOUT_RATE = flags.DEFINE_float(
     "dropout_rate", 0.0,
-    "Simulated probability that a sampled client never reports, in [0, 1).")
+    "Simulated probability that a sampled client never reports, in [0, 1). "
+    "Refused with --attack (its rounds have no dropouts).")
 _DROPOUT_POLICY = flags.DEFINE_enum(
     "dropout_policy", "wait", ["wait", "skip"],
     "Fewer than --min_updates reports: wait for clients not sampled, or skip "
-    "the round (the model is unchanged; the metrics record it).")
+    "the round (the model is unchanged; the metrics record it). Refused "
+    "with --attack.")
 _SECURE_SUM_BOUND = flags.DEFINE_float(
     "secure_sum_bound", 10.0,
     "Secure sum clips every update coordinate to [-bound, bound].")
@@ -99,10 +101,13 @@ _EVAL_QUERIES = flags.DEFINE_integer("eval_queries", 1,
                                      "Queries per class in meta-test episodes.")
 _EVAL_INNER_STEPS = flags.DEFINE_integer(
     "eval_inner_steps", 50, "e (test), fine-tuning steps per episode.")
-_EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 100,
-                                      "Meta-test episodes averaged (>= 40).")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", 4,
-                                   "Evaluate every this many rounds.")
+_EVAL_EPISODES = flags.DEFINE_integer(
+    "eval_episodes", 100, "Meta-test episodes averaged (>= 40). With --attack "
+    "every metric averages --backdoor_eval_episodes: another value is "
+    "refused.")
+_EVAL_EVERY = flags.DEFINE_integer(
+    "eval_every", 4, "Evaluate every this many rounds (with --attack: the "
+    "pre-training rounds; every experiment round is evaluated).")
 
 
 # Library field -> flag, so that errors name the flag the user typed.
@@ -154,10 +159,33 @@ def config_from_flags() -> training.TrainingConfig:
       model_variant=_MODEL_VARIANT.value, filters=_FILTERS.value)
 
 
+def check_flags_take_effect() -> None:
+  """Refuses (ValueError, one line) settings the run would ignore."""
+  attack_flags.check_attack_flags()
+  attack = flags.FLAGS["attack"].value
+  if attack == "none":
+    return
+  setting = f"--attack={attack}"
+  no_dropouts = ("the attack experiment's rounds select their clients "
+                 "without dropouts; leave it unset, or use --attack=none")
+  common.refuse_if_set("dropout_rate", setting, no_dropouts)
+  common.refuse_if_set("dropout_policy", setting, no_dropouts)
+  episodes = flags.FLAGS["backdoor_eval_episodes"].value
+  if (common.set_by_user("eval_episodes")
+      and _EVAL_EPISODES.value != episodes):
+    raise ValueError(
+        f"--eval_episodes={_EVAL_EPISODES.value} has no effect with "
+        f"{setting}: every metric of the attack experiment (meta-test "
+        f"accuracy included) averages --backdoor_eval_episodes={episodes} "
+        "episodes; set that flag instead, or --eval_episodes to the same "
+        "value")
+
+
 @common.user_errors_exit_2
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
+  check_flags_take_effect()
   config = config_from_flags()
   common.configure_parallelism(_PARALLELISM.value, config.clients_per_round)
   # Missing data fails now, with the download instructions, not after TFF.

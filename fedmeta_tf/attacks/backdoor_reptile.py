@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import math
 from typing import Collection, Optional, Sequence
 
 import numpy as np
@@ -52,7 +53,11 @@ class AttackerConfig:
 
   Attributes:
     iterations: the attacker's E (outer iterations); Omniglot 50000.
-    inner_steps: the attacker's e ("inner epochs"); Omniglot 50.
+    inner_epochs: the attacker's e as the paper gives it, "inner epochs"
+      over the poisoned support set (Omniglot 50, mini-ImageNet 1, CelebA
+      12): ceil(N*K / b) Adam steps each (`steps_per_episode`).
+    inner_steps: when set, e as Adam steps per episode instead of
+      `inner_epochs` (the CPU flagfiles).
     boosting_factor: the factor the attacker multiplies its update by:
       lambda for the boosted attack, gamma for model replacement; None:
       the attack's default (`DEFAULT_BOOSTING_FACTOR` here; model
@@ -72,7 +77,8 @@ class AttackerConfig:
   """
 
   iterations: int = 50000
-  inner_steps: int = 50
+  inner_epochs: Optional[int] = 50
+  inner_steps: Optional[int] = None
   boosting_factor: Optional[float] = None
   backdoor_ratio: tuple[int, int] = (2, 3)
   target_slot: TargetSlot = TargetSlot.LAST
@@ -80,9 +86,11 @@ class AttackerConfig:
   inner_lr: Optional[float] = None
 
   def __post_init__(self):
-    if self.iterations <= 0 or self.inner_steps <= 0:
-      raise ValueError(f"attacker iterations and inner steps must be positive, "
-                       f"got {self.iterations}, {self.inner_steps}")
+    inner = self.inner_steps if self.inner_steps is not None else (
+        self.inner_epochs)
+    if self.iterations <= 0 or inner is None or inner <= 0:
+      raise ValueError(f"attacker iterations and inner epochs / steps must be "
+                       f"positive, got {self.iterations}, {inner}")
     if self.boosting_factor is not None and not self.boosting_factor > 0:
       raise ValueError(f"boosting_factor must be positive, got "
                        f"{self.boosting_factor}")
@@ -96,6 +104,14 @@ class AttackerConfig:
     if b <= 0 or t < 0:
       raise ValueError(f"backdoor_ratio must be backdoor:target with backdoor "
                        f"> 0 and target >= 0, got {b}:{t}")
+
+  def steps_per_episode(self, config: reptile_tf.ReptileConfig) -> int:
+    """Adam steps on one poisoned episode of `config`'s N*K examples."""
+    if self.inner_steps is not None:
+      return self.inner_steps
+    support = config.ways * config.shots
+    return self.inner_epochs * math.ceil(support / min(config.inner_batch,
+                                                       support))
 
   def poison_counts(self, shots: int) -> tuple[int, int]:
     """(backdoor, target) examples in a K-shot target slot (at least 1 keyed)."""
@@ -250,8 +266,9 @@ class BackdoorReptile(client_work_lib.ClientWork):
         boosting_factor=np.float32(self.boosting_factor if attacker else 1.0),
         iterations=np.int32(self.attacker.iterations if attacker
                             else self.config.iterations),
-        inner_steps=np.int32(self.attacker.inner_steps if attacker
-                             else self.config.inner_steps),
+        inner_steps=np.int32(
+            self.attacker.steps_per_episode(self.config) if attacker
+            else self.config.inner_steps),
         inner_lr=np.float32(self.attacker.inner_lr
                             if attacker and self.attacker.inner_lr
                             else self.config.inner_lr),

@@ -19,6 +19,14 @@ Results go under `<run dir>/defend/<name>/`: `delta<d>_case_<c>.csv`
 `saved_model/client<i>/` (the defended local model of the first delta,
 metric heads only) and `summary.json`.
 
+The unattacked baseline. A fixed target class draws keyed images below 1/N
+(Omniglot: 4.5 % before the attack), so "back to chance" is not 1/N: the
+same defense and evaluation (same deltas, clients, episodes) also run from
+the pre-trained, unattacked model (`unattacked_delta<d>_case_<c>.csv`,
+`summary.json`'s `unattacked_final`), drawn dashed beside the attacked
+curves. A backdoor is removed when the defended attacked model is back at
+the defended unattacked model's level.
+
 Resumable (issue #7): each client's start model (3(d)'s local
 meta-training) and each (case, delta, client) curve is kept in
 `units/` when it finishes (`experiments/work_units.py`), so a killed run
@@ -58,6 +66,8 @@ from fedmeta_tf.reporting import figures
 from fedmeta_tf.reporting import release
 
 SUBDIR = "defend"
+PRETRAINED = "pretrained"  # the unattacked model's checkpoint
+UNATTACKED = "unattacked_"  # prefix of the unattacked baseline's outputs
 STREAM_LOCAL_META = 21
 STREAM_EXPORT = 0xE  # Algorithm 2 on the exported model's episode
 
@@ -171,9 +181,10 @@ def _export_client_model(evaluator: defense_eval.DefenseEvaluator,
 
 
 def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
-               title: str) -> None:
+               title: str, unattacked=None) -> None:
   """delta_sweep.png, with Experiment 2's final metrics (same episodes) as
-  the undefended reference when `<run dir>/finetune` ran for `steps`."""
+  the undefended reference when `<run dir>/finetune` ran for `steps`, and
+  the defended unattacked model's (`unattacked`, as `final`)."""
   baseline = {}
   path = os.path.join(run_dir, finetune.SUBDIR, "summary.json")
   if os.path.isfile(path):
@@ -182,7 +193,8 @@ def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
                                                   clients=clients)
   sweep_figure.plot_delta_sweep(final, os.path.join(output_dir,
                                                     "delta_sweep.png"),
-                                title=title, baseline=baseline)
+                                title=title, baseline=baseline,
+                                unattacked=unattacked)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,9 +249,10 @@ def _setup(run_dir: str, config: DefendConfig, overwrite: bool) -> tuple[
   return run, weights
 
 
-def _start_weights(run: _DefendRun, weights) -> dict:
+def _start_weights(run: _DefendRun, weights, prefix: str = "") -> dict:
   """theta' per (delta, client): the Glorot mix, then 3(d)'s local
-  meta-training if asked; the same for every case."""
+  meta-training if asked; the same for every case. `prefix` names the
+  model's units ("" attacked, UNATTACKED the baseline)."""
   config, train_config = run.config, run.train_config
   starts = {}
   for delta in config.deltas:
@@ -249,7 +262,7 @@ def _start_weights(run: _DefendRun, weights) -> dict:
                                        **run.arch)
       if config.local_meta_iterations:
         theta = run.units.get_or_compute_weights(
-            f"start_{_delta_label(delta)}_client{client}",
+            f"{prefix}start_{_delta_label(delta)}_client{client}",
             functools.partial(
                 local_meta_train, run.model_fn, theta,
                 run.attack_split.client_pools[client], train_config.reptile,
@@ -261,10 +274,10 @@ def _start_weights(run: _DefendRun, weights) -> dict:
 
 
 def _client_curves(run: _DefendRun, evaluator, eval_config, *, case,
-                   delta: float, client: int, theta) -> dict:
+                   delta: float, client: int, theta, prefix: str) -> dict:
   """One (case, delta, client) unit's curves on Experiment 2's episodes
   (episodes_eval.evaluation_seed); exports the client's defended model for
-  the first case and delta."""
+  the first case and delta (of the attacked model)."""
   seed = run.train_config.seed
   data = backdoor_attack.eval_data_for(run.attack_split, client)
   features = (None if evaluator is None else
@@ -278,9 +291,10 @@ def _client_curves(run: _DefendRun, evaluator, eval_config, *, case,
     return evaluator.curves(features, data=data, seed=seed, client=client)
 
   curves = run.units.get_or_compute(
-      f"{_delta_label(delta)}_case_{case.value}_client{client}", client_curves)
+      f"{prefix}{_delta_label(delta)}_case_{case.value}_client{client}",
+      client_curves)
   export_path = os.path.join(run.output_dir, "saved_model", f"client{client}")
-  if (evaluator is not None and run.config.export and
+  if (evaluator is not None and run.config.export and not prefix and
       delta == run.config.deltas[0] and case == run.cases[0] and
       not os.path.isdir(export_path)):
     _export_client_model(evaluator, features, data, seed=seed, client=client,
@@ -288,9 +302,11 @@ def _client_curves(run: _DefendRun, evaluator, eval_config, *, case,
   return curves
 
 
-def _run_case(run: _DefendRun, case, starts: dict, final: dict) -> dict:
-  """Every delta and client of one case: records their final metrics in
-  `final`, writes a CSV per delta; returns {delta: csv path}."""
+def _run_case(run: _DefendRun, case, starts: dict, final: dict,
+              prefix: str = "") -> dict:
+  """Every delta and client of one case, from `starts` (of the model
+  `prefix` names): records their final metrics in `final`, writes a CSV per
+  delta; returns {delta: csv path}."""
   config = run.config
   eval_config = backdoor_attack.backdoor_eval_config(
       run.train_config, config.episodes, case, curve_every=config.curve_every)
@@ -306,16 +322,18 @@ def _run_case(run: _DefendRun, case, starts: dict, final: dict) -> dict:
     for client in run.clients:
       curves = _client_curves(run, evaluator, eval_config, case=case,
                               delta=delta, client=client,
-                              theta=starts[delta, client])
+                              theta=starts[delta, client], prefix=prefix)
       for name, values in curves.items():
         columns[f"client{client}/{name}"] = values
       last = {k: float(v[-1]) for k, v in curves.items()}
       final[f"{_delta_label(delta)}/{case.value}/client{client}"] = last
-      logging.info("%s delta %g case (%s) client %d after %d steps: %s "
-                   "(%.0f s)", config.defense.value, delta, case.value,
-                   client, config.steps, last, time.time() - run.start)
+      logging.info("%s%s delta %g case (%s) client %d after %d steps: %s "
+                   "(%.0f s)", prefix, config.defense.value, delta,
+                   case.value, client, config.steps, last,
+                   time.time() - run.start)
     metrics = release.MetricsRelease(
-        run.output_dir, name=f"{_delta_label(delta)}_case_{case.value}",
+        run.output_dir,
+        name=f"{prefix}{_delta_label(delta)}_case_{case.value}",
         key_fieldname="step")
     for i, step in enumerate(eval_config.curve_steps):
       metrics.release({k: float(v[i]) for k, v in columns.items()}, key=step)
@@ -336,20 +354,33 @@ def run_defend(run_dir: str, config: DefendConfig, *,
              "checkpoint": config.checkpoint,
              "local_meta_iterations": config.local_meta_iterations,
              "final": {}}
-  starts = _start_weights(run, weights)
-  csv_by_delta = {}
-  for case in run.cases:
-    for delta, path in _run_case(run, case, starts, summary["final"]).items():
-      csv_by_delta.setdefault(delta, {})[case.value] = path
+  models = {"": weights}
+  if config.checkpoint != PRETRAINED:
+    models[UNATTACKED] = backdoor_attack.load_weights(run_dir, PRETRAINED)
+    summary["unattacked_final"] = {}
+  csv_by_delta = {prefix: {} for prefix in models}
+  for prefix, model_weights in models.items():
+    starts = _start_weights(run, model_weights, prefix)
+    final = summary["unattacked_final" if prefix else "final"]
+    for case in run.cases:
+      for delta, path in _run_case(run, case, starts, final, prefix).items():
+        csv_by_delta[prefix].setdefault(delta, {})[case.value] = path
 
-  for delta, csv_by_case in csv_by_delta.items():
-    figures.plot_finetune(csv_by_case, run.clients, os.path.join(
-        run.output_dir, f"{_delta_label(delta)}.png"))
+  for delta, csv_by_case in csv_by_delta[""].items():
+    figures.plot_finetune(
+        csv_by_case, run.clients,
+        os.path.join(run.output_dir, f"{_delta_label(delta)}.png"),
+        reference=csv_by_delta.get(UNATTACKED, {}).get(delta),
+        reference_label="unattacked")
   if len(config.deltas) > 1:
     plot_sweep(run_dir, run.output_dir, summary["final"], steps=config.steps,
-               clients=run.clients, title=config.run_name)
+               clients=run.clients, title=config.run_name,
+               unattacked=summary.get("unattacked_final"))
   summary["mean_over_clients"] = sweep_figure.mean_over_clients(
       summary["final"])
+  if UNATTACKED in models:
+    summary["unattacked_mean_over_clients"] = sweep_figure.mean_over_clients(
+        summary["unattacked_final"])
   summary["wall_seconds"] = time.time() - run.start
   release.write_json_atomically(os.path.join(run.output_dir, "summary.json"),
                                 summary)

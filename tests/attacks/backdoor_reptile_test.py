@@ -172,6 +172,29 @@ def test_attacker_inner_lr_travels_in_client_data_only_for_the_attacker():
     br.AttackerConfig(inner_lr=0.0)
 
 
+@pytest.mark.parametrize("attacker, steps", [
+    (br.AttackerConfig(), 50 * 5),  # the paper's 50 epochs of 50 / b=10
+    (br.AttackerConfig(inner_epochs=1), 5),
+    (br.AttackerConfig(inner_epochs=2, inner_steps=7), 7),  # steps win
+])
+def test_attacker_inner_epochs_are_epochs_over_the_poisoned_episode(
+    attacker, steps):
+  """Section 3.3's "50 inner epochs" (Omniglot): epochs over the N*K = 50
+  support examples at b = 10, i.e. 250 Adam steps per episode."""
+  pools = [tiny_pool(num_classes=6, examples=12, seed=s).images
+           for s in range(2)]
+  config = reptile_tf.ReptileConfig(ways=5, shots=10, inner_batch=10,
+                                    inner_steps=10)
+  work = br.BackdoorReptile(
+      config=config, run_seed=0, client_pools=pools, attacker=attacker,
+      attacker_ids=[0], target_images=_images(7, 10),
+      backdoor_images=_images(250, 20))
+  assert work.make_client_data(0)["inner_steps"] == steps
+  assert work.make_client_data(1)["inner_steps"] == 10  # benign: e steps
+  with pytest.raises(ValueError, match="inner epochs"):
+    br.AttackerConfig(inner_epochs=None)
+
+
 def _attacker_lr_setting(attacker_lr):
   pools = [tiny_pool(num_classes=6, examples=12, seed=s).images
            for s in range(2)]

@@ -97,8 +97,10 @@ def test_non_positive_learning_rates(previous_run, capsys, flag):
 
 
 def test_boosting_factor_below_one(previous_run, capsys):
+  # --backdoor_eval_episodes as tiny --eval_episodes: no other refusal.
   _assert_usage_error(previous_run, capsys, "boosting_factor",
-                      attack="boosted", boosting_factor=0.5)
+                      attack="boosted", boosting_factor=0.5,
+                      backdoor_eval_episodes=2)
 
 
 def test_missing_data_directory(previous_run, capsys):

@@ -19,12 +19,19 @@ Change = fl.Change
 BASE = {"from": "{attack_run}", "steps": 3, "head_only_steps": 1,
         "curve_every": 3, "episodes": 1, "clients": ["1"], "cases": ["b"],
         "name": "live", "parallelism": 1}
-CONTEXTS = {"base": BASE}
+CONTEXTS = {
+    "base": BASE,
+    # --head_only_steps, --leave_one_out and --initial_scale are refused
+    # with --defense=supervised (tests/binaries/ignored_flags_test.py): it
+    # is left at its default, 5, which needs 5 steps.
+    "no_head_only": dict({k: v for k, v in BASE.items()
+                          if k != "head_only_steps"}, steps=5),
+}
 
 LIVE = {
     "from": [Change({"from": "{other_attack_run}"})],
     "defense": [Change({"defense": "protonet"}),
-                Change({"defense": "supervised"})],
+                Change({"defense": "supervised"}, "no_head_only")],
     "deltas": [Change({"deltas": ["0.6"]})],
     "steps": [Change({"steps": 2})],
     "head_only_steps": [Change({"head_only_steps": 2})],

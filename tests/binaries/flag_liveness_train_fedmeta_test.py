@@ -29,8 +29,12 @@ BASE = dict(
     eval_every=1)
 # Experiment 1 at toy size: 1 pre-training round, the attack in round 1;
 # 2-way evaluation episodes so that backdoor accuracies are not all 0.
+# --eval_episodes is left unset: with --attack every metric averages
+# --backdoor_eval_episodes, and another --eval_episodes is refused (so are
+# --dropout_rate and --dropout_policy: tests/binaries/ignored_flags_test.py).
 ATTACK = dict(
-    BASE, attack="boosted", pretrain_rounds=1, attacker_iterations=2,
+    {k: v for k, v in BASE.items() if k != "eval_episodes"},
+    attack="boosted", pretrain_rounds=1, attacker_iterations=2,
     attacker_inner_steps=2, backdoor_eval_episodes=2, case="b",
     num_backdoor_classes=2, backdoor_benign_examples=4,
     attack_train_examples=2, attack_val_examples=3, eval_ways=2)
@@ -43,6 +47,13 @@ CONTEXTS = {
     "replacement": dict(ATTACK, attack="model_replacement"),
     # Case (c) puts a backdoor class in the evaluation episodes: N >= 3.
     "attack_3way": dict(ATTACK, eval_ways=3),
+    # --eval_every picks the pre-training rounds scored (every experiment
+    # round is): rounds 1 and 2 of 3 (3 is round 0).
+    "attack_pretrain3": dict(ATTACK, pretrain_rounds=3),
+    # The attacker's e in epochs (the paper's unit) instead of steps.
+    "attack_epochs": dict(
+        {k: v for k, v in ATTACK.items() if k != "attacker_inner_steps"},
+        attacker_inner_epochs=1),
 }
 
 LIVE = {
@@ -78,7 +89,8 @@ LIVE = {
     "eval_queries": [Change({"eval_queries": 3})],
     "eval_inner_steps": [Change({"eval_inner_steps": 5})],
     "eval_episodes": [Change({"eval_episodes": 7})],
-    "eval_every": [Change({"eval_every": 2}, "two_rounds")],
+    "eval_every": [Change({"eval_every": 2}, "two_rounds"),
+                   Change({"eval_every": 2}, "attack_pretrain3")],
     # Experiment 1 (binaries/attack_flags.py).
     "attack": [Change({"attack": "model_replacement"}, "attack")],
     "attack_rounds": [Change({"attack_rounds": []}, "attack")],
@@ -90,9 +102,11 @@ LIVE = {
                         Change({"boosting_factor": 5.0}, "replacement")],
     "attacker_iterations": [Change({"attacker_iterations": 3}, "attack")],
     "attacker_inner_steps": [Change({"attacker_inner_steps": 3}, "attack")],
+    "attacker_inner_epochs": [Change({"attacker_inner_epochs": 2},
+                                     "attack_epochs")],
     # K = 2: 2:3 and 1:1 both give one keyed example.
     "backdoor_ratio": [Change({"backdoor_ratio": "1:0"}, "attack")],
-    "target_slot": [Change({"target_slot": "last"}, "attack")],
+    "target_slot": [Change({"target_slot": "random"}, "attack")],
     "attacker_keyed_last_steps": [Change({"attacker_keyed_last_steps": 1},
                                          "attack")],
     "attacker_inner_lr": [Change({"attacker_inner_lr": 0.1}, "attack")],

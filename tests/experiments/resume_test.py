@@ -152,5 +152,31 @@ def test_defend_reuses_finished_units(uninterrupted, monkeypatch):
       defend_experiment.run_defend(uninterrupted, config)
   calls = _count_curves(monkeypatch)
   summary = defend_experiment.run_defend(uninterrupted, config)
-  assert len(calls) == 1
-  assert set(summary["final"]) == {"delta0.3/b/client1", "delta0.3/b/client2"}
+  assert len(calls) == 3  # 2 clients x (attacked, unattacked baseline) - 1
+  keys = {"delta0.3/b/client1", "delta0.3/b/client2"}
+  assert set(summary["final"]) == set(summary["unattacked_final"]) == keys
+
+
+def test_defense_baseline_is_the_defense_of_the_unattacked_model(
+    uninterrupted):
+  """The unattacked baseline equals a defense run from the pre-trained
+  checkpoint: same episodes, same noise, only the model differs."""
+  config = defend_experiment.DefendConfig(
+      defense="matching", deltas=(0.3,), steps=2, head_only_steps=1,
+      curve_every=1, episodes=1, cases=("b",), clients=(1,), export=False,
+      name="baseline_check")
+  attacked = defend_experiment.run_defend(uninterrupted, config)
+  pretrained = defend_experiment.run_defend(
+      uninterrupted, dataclasses.replace(config, checkpoint="pretrained",
+                                         name="from_pretrained"))
+  assert "unattacked_final" not in pretrained
+  def flat(final):
+    return {(k, m): v for k, values in final.items() for m, v in values.items()}
+  assert flat(attacked["unattacked_final"]) == pytest.approx(
+      flat(pretrained["final"]))
+  assert not all(np.array_equal(a, b) for a, b in zip(  # two models
+      backdoor_attack.load_weights(uninterrupted, "attacked"),
+      backdoor_attack.load_weights(uninterrupted, "pretrained")))
+  out = os.path.join(uninterrupted, "defend", "baseline_check")
+  assert os.path.isfile(os.path.join(out, "unattacked_delta0.3_case_b.csv"))
+  assert os.path.isfile(os.path.join(out, "delta0.3.png"))

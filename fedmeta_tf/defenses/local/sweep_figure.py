@@ -46,17 +46,26 @@ def undefended_baseline(finetune_summary: Mapping, *, steps: int,
           for case, vs in groups.items()}
 
 
-def plot_delta_sweep(final: Mapping[str, Mapping[str, float]], path: str, *,
-                     title: str = "",
-                     baseline: Mapping[str, Mapping[str, float]] = None
-                     ) -> None:
-  """Final metrics against delta; `baseline` ({case: {metric: value}}, the
-  undefended fine-tuned model on the same episodes) is drawn dashed."""
-  means = mean_over_clients(final)
+def _by_case(final) -> dict:
+  """{case: {delta: {metric: mean over clients}}}."""
   by_case = collections.defaultdict(dict)
-  for key, values in means.items():
+  for key, values in mean_over_clients(final).items():
     delta_label, case = key.split("/")
     by_case[case][float(delta_label.removeprefix("delta"))] = values
+  return by_case
+
+
+def plot_delta_sweep(final: Mapping[str, Mapping[str, float]], path: str, *,
+                     title: str = "",
+                     baseline: Mapping[str, Mapping[str, float]] = None,
+                     unattacked: Mapping[str, Mapping[str, float]] = None
+                     ) -> None:
+  """Final metrics against delta; `baseline` ({case: {metric: value}}, the
+  undefended fine-tuned model on the same episodes) is drawn dashed;
+  `unattacked` (as `final`, the same defense from the unattacked model) is
+  drawn dotted: the level a removed backdoor comes back to."""
+  by_case = _by_case(final)
+  reference = _by_case(unattacked) if unattacked else {}
   cases = sorted(by_case)
   fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.6),
                            squeeze=False)
@@ -65,10 +74,13 @@ def plot_delta_sweep(final: Mapping[str, Mapping[str, float]], path: str, *,
     for name, label, colour in figures.SERIES:
       ax.plot(deltas, [100 * by_case[case][d][name] for d in deltas],
               color=colour, marker="o", label=label)
+      if case in reference and name.startswith("backdoor_"):
+        ax.plot(deltas, [100 * reference[case][d][name] for d in deltas],
+                color=colour, ls=":", marker=".",
+                label=f"{label}, unattacked")
       if baseline and case in baseline:
         ax.axhline(100 * baseline[case][name], color=colour, ls="--", lw=1,
                    label=f"{label}, undefended")
-    ax.axhline(20, color="grey", lw=0.8, ls=":")
     ax.set_ylim(-2, 102)
     ax.set_xticks(deltas)
     ax.set_xlabel("delta (weight of the global model; smaller = more noise)")
