@@ -20,7 +20,10 @@ fi
 
 groups=()
 for dir in tests/*/; do
-  [ -f "${dir}__init__.py" ] && groups+=("${dir%/}")
+  # Packages with test modules (tests/runtime holds only an __init__.py).
+  if [ -n "$(find "${dir}" -name '*_test.py' -print -quit)" ]; then
+    groups+=("${dir%/}")
+  fi
 done
 groups+=("$(ls tests/*_test.py | tr '\n' ' ')")
 
