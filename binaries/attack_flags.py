@@ -121,8 +121,7 @@ def attack_config_from_flags() -> Optional[backdoor_attack.AttackConfig]:
           attacker_ids=_ints(_ATTACKER_IDS.value, "attacker_ids")),
       attacker=backdoor_reptile.AttackerConfig(
           iterations=_ATTACKER_ITERATIONS.value,
-          inner_epochs=(None if _ATTACKER_INNER_STEPS.value is not None
-                        else _ATTACKER_INNER_EPOCHS.value),
+          inner_epochs=_ATTACKER_INNER_EPOCHS.value,
           inner_steps=_ATTACKER_INNER_STEPS.value,
           boosting_factor=_BOOSTING_FACTOR.value,
           backdoor_ratio=backdoor_reptile.parse_ratio(_BACKDOOR_RATIO.value),

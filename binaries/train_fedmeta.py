@@ -171,14 +171,12 @@ def check_flags_take_effect() -> None:
   common.refuse_if_set("dropout_rate", setting, no_dropouts)
   common.refuse_if_set("dropout_policy", setting, no_dropouts)
   episodes = flags.FLAGS["backdoor_eval_episodes"].value
-  if (common.set_by_user("eval_episodes")
-      and _EVAL_EPISODES.value != episodes):
-    raise ValueError(
-        f"--eval_episodes={_EVAL_EPISODES.value} has no effect with "
-        f"{setting}: every metric of the attack experiment (meta-test "
-        f"accuracy included) averages --backdoor_eval_episodes={episodes} "
-        "episodes; set that flag instead, or --eval_episodes to the same "
-        "value")
+  if _EVAL_EPISODES.value != episodes:
+    common.refuse_if_set(
+        "eval_episodes", setting,
+        "every metric of the attack experiment (meta-test accuracy included) "
+        f"averages --backdoor_eval_episodes={episodes} episodes; set that "
+        "flag instead, or --eval_episodes to the same value")
 
 
 @common.user_errors_exit_2

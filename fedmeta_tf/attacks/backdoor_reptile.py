@@ -57,7 +57,7 @@ class AttackerConfig:
       over the poisoned support set (Omniglot 50, mini-ImageNet 1, CelebA
       12): ceil(N*K / b) Adam steps each (`steps_per_episode`).
     inner_steps: when set, e as Adam steps per episode instead of
-      `inner_epochs` (the CPU flagfiles).
+      `inner_epochs` (the CPU flagfiles), which is then None.
     boosting_factor: the factor the attacker multiplies its update by:
       lambda for the boosted attack, gamma for model replacement; None:
       the attack's default (`DEFAULT_BOOSTING_FACTOR` here; model
@@ -86,8 +86,9 @@ class AttackerConfig:
   inner_lr: Optional[float] = None
 
   def __post_init__(self):
-    inner = self.inner_steps if self.inner_steps is not None else (
-        self.inner_epochs)
+    if self.inner_steps is not None:  # steps replace epochs
+      object.__setattr__(self, "inner_epochs", None)
+    inner = self.inner_epochs if self.inner_steps is None else self.inner_steps
     if self.iterations <= 0 or inner is None or inner <= 0:
       raise ValueError(f"attacker iterations and inner epochs / steps must be "
                        f"positive, got {self.iterations}, {inner}")

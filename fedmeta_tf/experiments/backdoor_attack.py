@@ -174,7 +174,6 @@ def configs_from_json(d: dict) -> tuple[training.TrainingConfig, AttackConfig]:
   att = dict(a["attacker"])
   att["backdoor_ratio"] = tuple(att["backdoor_ratio"])
   att["target_slot"] = backdoor_reptile.TargetSlot(att["target_slot"])
-  att.setdefault("inner_epochs", None)  # older runs: e was always steps
   a["attacker"] = backdoor_reptile.AttackerConfig(**att)
   b = dict(a["backdoor"])
   if b.pop("seed", t["seed"]) != t["seed"]:

@@ -66,32 +66,28 @@ def _refused_train_fedmeta(archive, root, capsys, must_name, valid,
   assert not _files(root)
 
 
-def test_dropout_rate_with_an_attack(archive, tmp_path, capsys):
-  _refused_train_fedmeta(archive, tmp_path, capsys,
-                         "--dropout_rate=0.5 has no effect with "
-                         "--attack=boosted", "--attack=none",
-                         dropout_rate=0.5)
-
-
-def test_dropout_policy_with_an_attack(archive, tmp_path, capsys):
-  _refused_train_fedmeta(archive, tmp_path, capsys,
-                         "--dropout_policy=skip has no effect with "
-                         "--attack=model_replacement", "--attack=none",
-                         attack="model_replacement", dropout_policy="skip")
-
-
-def test_eval_episodes_with_an_attack(archive, tmp_path, capsys):
-  _refused_train_fedmeta(archive, tmp_path, capsys,
-                         "--eval_episodes=7 has no effect with "
-                         "--attack=boosted", "--backdoor_eval_episodes=2",
-                         eval_episodes=7)
-
-
-def test_key_margin_with_a_centred_key(archive, tmp_path, capsys):
-  _refused_train_fedmeta(archive, tmp_path, capsys,
-                         "--key_margin=3 has no effect with "
-                         "--key_position=center", "bottom_right",
-                         key_position="center", key_margin=3)
+@pytest.mark.parametrize("must_name, valid, overrides", [
+    pytest.param("--dropout_rate=0.5 has no effect with --attack=boosted",
+                 "--attack=none", dict(dropout_rate=0.5),
+                 id="dropout_rate_with_an_attack"),
+    pytest.param("--dropout_policy=skip has no effect with "
+                 "--attack=model_replacement", "--attack=none",
+                 dict(attack="model_replacement", dropout_policy="skip"),
+                 id="dropout_policy_with_an_attack"),
+    pytest.param("--eval_episodes=7 has no effect with --attack=boosted",
+                 "--backdoor_eval_episodes=2", dict(eval_episodes=7),
+                 id="eval_episodes_with_an_attack"),
+    pytest.param("--key_margin=3 has no effect with --key_position=center",
+                 "bottom_right", dict(key_position="center", key_margin=3),
+                 id="key_margin_with_a_centred_key"),
+    pytest.param("--attacker_inner_epochs=2", "give one",
+                 dict(attacker_inner_epochs=2),
+                 id="attacker_inner_epochs_beside_inner_steps"),
+])
+def test_train_fedmeta_refuses(archive, tmp_path, capsys, must_name, valid,
+                               overrides):
+  _refused_train_fedmeta(archive, str(tmp_path), capsys, must_name, valid,
+                         **overrides)
 
 
 def test_a_default_value_is_not_refused():
@@ -165,9 +161,3 @@ def test_pruning_rate_with_the_ranking_vote(tmp_path):
   assert "--vote=majority" in lines[0]
   assert "Traceback" not in result.stderr
   assert not _files(run_dir)
-
-
-def test_attacker_inner_epochs_beside_inner_steps(archive, tmp_path, capsys):
-  _refused_train_fedmeta(archive, str(tmp_path), capsys,
-                         "--attacker_inner_epochs=2", "give one",
-                         attacker_inner_epochs=2)
