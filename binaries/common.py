@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
 import shutil
 import sys
+import time
+from typing import Optional
 
 from absl import flags
 
@@ -71,16 +74,25 @@ def resolve_experiment_name(name_flag, fallback: str) -> str:
 
 
 def user_errors_exit_2(main):
-  """Turns ValueError/DataError into one line on stderr and exit status 2."""
+  """Turns ValueError/DataError into one line on stderr and exit status 2.
+
+  Also releases the run-directory locks `main` took (`lock_run_dir`) when
+  it returns or raises: a binary exits then anyway, and a process that calls
+  several mains (the test suite) can run again in the same directory.
+  """
 
   @functools.wraps(main)
   def wrapped(argv):
+    held_before = len(_held_locks)
     try:
       return main(argv)
     except (ValueError, DataError) as e:
       program = os.path.basename(sys.argv[0]).removesuffix(".py")
       print(f"{program}: error: {e}", file=sys.stderr)
       sys.exit(EXIT_USAGE)
+    finally:
+      for lock in _held_locks[held_before:]:
+        lock.release()
 
   return wrapped
 
@@ -110,7 +122,7 @@ def refuse_if_set(name: str, setting: str, why: str) -> None:
 
 # Flags that do not change what a run computes.
 NON_EXPERIMENT_FLAGS = frozenset({"overwrite", "tff_workers",
-                                  "parallelism"})
+                                  "parallelism", "progress", "client_chunk"})
 
 
 def define_parallelism_flag(default: int = 0, note: str = ""):
@@ -182,14 +194,15 @@ def prepare_run_dir(output_dir: str, module_names, *, overwrite: bool) -> bool:
   """Checks `output_dir` against this run's flags before anything is written.
 
   A directory written by a run with other flags is refused (ValueError naming
-  the flags that differ) unless `overwrite`, which deletes it first. Writes
-  the flags. Returns True when the same run already finished there
-  (summary.json exists), so the caller need not redo it.
+  the flags that differ) unless `overwrite`, which empties it first but for
+  its lock file (`clear_run_dir`). Call it holding that lock
+  (`lock_run_dir`). Writes the flags. Returns True when the same run already
+  finished there (summary.json exists), so the caller need not redo it.
   """
   current = flag_values(module_names)
   flags_path = os.path.join(output_dir, "flags.json")
   if overwrite and os.path.isdir(output_dir):
-    shutil.rmtree(output_dir)
+    clear_run_dir(output_dir)
   elif os.path.isfile(flags_path):
     with open(flags_path) as f:
       previous = json.load(f)
@@ -217,3 +230,142 @@ def write_flags(output_dir: str, module_names) -> None:
     json.dump(values, f, indent=2, sort_keys=True, default=str)
   os.replace(os.path.join(output_dir, "flags.json.tmp"),
              os.path.join(output_dir, "flags.json"))
+
+
+# --- one writer per run directory -------------------------------------------
+
+LOCK_FILE = ".lock"
+
+# The locks this process holds, oldest first (`user_errors_exit_2` releases
+# those a main took).
+_held_locks = []
+
+
+class RunDirLock:
+  """An exclusive lock on a run directory, held until `release` (or until the
+  process exits). Usable as a context manager."""
+
+  def __init__(self, output_dir: str, path: str, fd: int):
+    self.output_dir = output_dir
+    self.path = path  # The lock file.
+    self._fd = fd
+
+  @property
+  def held(self) -> bool:
+    return self._fd is not None
+
+  def release(self) -> None:
+    """Closes the lock file, which releases the lock; the file stays."""
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
+    if self in _held_locks:
+      _held_locks.remove(self)
+
+  def __enter__(self) -> "RunDirLock":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.release()
+
+
+def lock_run_dir(output_dir: str, *,
+                 alternative: Optional[str] = (
+                     "choose another --experiment_name")
+                 ) -> RunDirLock:
+  """Makes this process the one writer of `output_dir`, or refuses.
+
+  Guards a run directory against a second process writing it at the same
+  time (the same command launched twice: a double-click, a re-submitted
+  job), which would otherwise die on files the first one is writing or
+  append the same metrics rows twice. Take it before anything is written or
+  deleted there (`prepare_run_dir`, --overwrite).
+
+  The lock is `flock(LOCK_EX | LOCK_NB)` on `<output_dir>/.lock` (created,
+  with the directory, if missing), which then holds the holder's process id
+  for the message. The kernel releases a flock when its process dies,
+  however it dies (kill -9 included), so no stale lock is ever left to
+  remove by hand; the file itself stays. Another open of the same file
+  conflicts even in the same process. On NFS, Linux emulates flock with the
+  server's byte-range locks, so the lock holds across hosts only where the
+  mount has a working lock manager (not with `nolock` or `local_lock`).
+
+  Args:
+    output_dir: The directory this process is about to write.
+    alternative: What else the user can do, for the message ("choose
+      another --name"); None: only wait.
+
+  Returns:
+    The held lock, kept until `release` or the process's exit (a main
+    wrapped by `user_errors_exit_2` releases it when it returns).
+
+  Raises:
+    ValueError: (one line) another process holds the lock; names the
+      directory and that process's id.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  path = os.path.join(output_dir, LOCK_FILE)
+  # Not truncated here: it holds the holder's process id.
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = _lock_holder(fd)
+    os.close(fd)
+    by = f"process {holder}" if holder else "another process"
+    raise ValueError(
+        f"run directory {output_dir!r} is in use by {by} (another run is "
+        "writing it); wait for it to finish" +
+        (f" or {alternative}" if alternative else "")) from None
+  except BaseException:
+    os.close(fd)
+    raise
+  pid = f"{os.getpid()}\n".encode()
+  # Rewritten only when another process held it last: a process that runs
+  # again in its own directory (the test suite) leaves the file untouched.
+  if os.pread(fd, 64, 0) != pid:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, pid, 0)
+  lock = RunDirLock(output_dir, path, fd)
+  _held_locks.append(lock)
+  return lock
+
+
+def _lock_holder(fd: int):
+  """The process id in a held lock file, or None. The holder writes it just
+  after taking the lock: an empty file is read again for a moment."""
+  for _ in range(20):
+    text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    if text.isdigit():
+      return int(text)
+    time.sleep(0.05)
+  return None
+
+
+def clear_run_dir(output_dir: str) -> None:
+  """Deletes everything in `output_dir` but its lock file (`lock_run_dir`):
+  deleting that file would let another process lock a new one while this
+  one still writes (--overwrite)."""
+  for name in os.listdir(output_dir):
+    if name == LOCK_FILE:
+      continue
+    path = os.path.join(output_dir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    else:
+      os.remove(path)
+
+
+def define_progress_flag():
+  """`--progress`: what a long run shows while it runs
+  (`fedmeta_tf/reporting/progress.py`). Not an experiment setting."""
+  return flags.DEFINE_enum(
+      "progress", "auto", ["auto", "bars", "lines", "none"],
+      "auto: progress bars (rounds, client work, evaluations; rate and ETA) "
+      "when stderr is a terminal, else one concise line per round; bars; "
+      "lines; none.", allow_override=True)
+
+
+def configure_progress(value: str) -> None:
+  from fedmeta_tf.reporting import progress  # pylint: disable=g-import-not-at-top
+  progress.configure(value)

@@ -52,7 +52,7 @@ def resolve_data_dir(dataset: str, data_dir: Optional[str]) -> Optional[str]:
   return None
 
 
-def _expanded_argv(argv: Sequence[str]) -> list[str]:
+def expanded_argv(argv: Sequence[str]) -> list[str]:
   """argv with every --flagfile expanded (absl's own reader)."""
   try:
     return flags.FlagValues().read_flags_from_files(list(argv),
@@ -61,23 +61,26 @@ def _expanded_argv(argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
-def _last_value(argv: Sequence[str], name: str) -> Optional[str]:
+def last_value(argv: Sequence[str], *names: str) -> Optional[str]:
+  """The last value argv gives to a flag called any of `names` (--name=V,
+  --name V, -name=V or -name V), or None."""
   value = None
   for i, arg in enumerate(argv):
-    for prefix in (f"--{name}", f"-{name}"):
-      if arg.startswith(prefix + "="):
-        value = arg[len(prefix) + 1:]
-      elif arg == prefix and i + 1 < len(argv):
-        value = argv[i + 1]
+    for name in names:
+      for prefix in (f"--{name}", f"-{name}"):
+        if arg.startswith(prefix + "="):
+          value = arg[len(prefix) + 1:]
+        elif arg == prefix and i + 1 < len(argv):
+          value = argv[i + 1]
   return value
 
 
 def data_error(argv: Sequence[str], *, default_dataset: str) -> Optional[str]:
   """The DataError message for the data argv names, or None when it is there
   (or when the dataset name is invalid: the full parse reports that)."""
-  argv = _expanded_argv(argv)
-  dataset = _last_value(argv, "dataset") or default_dataset
-  data_dir = _last_value(argv, "data_dir")
+  argv = expanded_argv(argv)
+  dataset = last_value(argv, "dataset") or default_dataset
+  data_dir = last_value(argv, "data_dir")
   try:
     registry.check_data_available(dataset, resolve_data_dir(dataset, data_dir))
   except DataError as e:

@@ -22,6 +22,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from binaries import quiet
+
+if __name__ == "__main__":
+  # TensorFlow's harmless start-up lines hidden unless --verbosity=1: before
+  # the imports below import it (binaries/quiet.py).
+  quiet.quiet_start("tensorflow", "tensorflow_federated")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import from_run_flags
 from fedmeta_tf.experiments import backdoor_attack
@@ -60,6 +68,7 @@ _EXPORT = flags.DEFINE_boolean(
 _NAME = flags.DEFINE_string(
     "name", None, "Sub-directory under defend/ (default: from the settings).")
 _PARALLELISM = common.define_parallelism_flag()
+_PROGRESS = common.define_progress_flag()
 
 # Flags of the metric heads (matching, protonet) that the dense head of
 # --defense=supervised has no use for: refused there.
@@ -103,13 +112,20 @@ def main(argv):
       leave_one_out=_LEAVE_ONE_OUT.value, initial_scale=_INITIAL_SCALE.value,
       export=_EXPORT.value, name=_NAME.value)
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
+  common.configure_progress(_PROGRESS.value)
   backdoor_attack.load_run(run_dir)  # a clear error before writing
   output_dir = f"{run_dir}/{experiment.SUBDIR}/{config.run_name}"
+  # One writer of this defense's directory (the --from run is only read;
+  # other defenses of it, under other names, may run at the same time).
+  common.lock_run_dir(output_dir, alternative="choose another --name")
+  if from_run_flags.OVERWRITE.value:
+    # Emptied here rather than by run_defend(overwrite=True), whose rmtree
+    # would delete the held lock file (and the flags written next).
+    common.clear_run_dir(output_dir)
   common.write_flags(output_dir, [__name__, "__main__",
                                   from_run_flags.__name__])
-  summary = experiment.run_defend(run_dir, config,
-                                  overwrite=from_run_flags.OVERWRITE.value)
-  logging.info("done: %s", summary)
+  summary = experiment.run_defend(run_dir, config, overwrite=False)
+  logging.debug("done: %s", summary)
   print(f"Experiment 3 ({config.run_name}) from {run_dir}, "
         f"{config.steps} steps, {summary['wall_seconds']:.0f} s; results in "
         f"{output_dir}")

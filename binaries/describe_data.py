@@ -13,6 +13,7 @@ from absl import flags
 
 from binaries import common
 from binaries import data_preflight
+from binaries import quiet
 from fedmeta_tf.data import describe
 from fedmeta_tf.data import registry
 
@@ -107,4 +108,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet.quiet_start()  # No TensorFlow here; see binaries/quiet.py.
   app.run(main, flags_parser=common.parse_flags)

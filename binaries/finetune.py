@@ -16,6 +16,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from binaries import quiet
+
+if __name__ == "__main__":
+  # TensorFlow's harmless start-up lines hidden unless --verbosity=1: before
+  # the imports below import it (binaries/quiet.py).
+  quiet.quiet_start("tensorflow", "tensorflow_federated")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import from_run_flags
 from fedmeta_tf.experiments import finetune
@@ -26,6 +34,7 @@ _CURVE_EVERY = flags.DEFINE_integer(
     "curve_every", 10, "Record metrics every this many iterations.",
     allow_override=True)
 _PARALLELISM = common.define_parallelism_flag()
+_PROGRESS = common.define_progress_flag()
 
 
 @common.user_errors_exit_2
@@ -39,9 +48,14 @@ def main(argv):
       cases=from_run_flags.CASES.value, clients=from_run_flags.clients(),
       checkpoint=from_run_flags.CHECKPOINT.value)
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
+  common.configure_progress(_PROGRESS.value)
+  from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
+  backdoor_attack.load_run(run_dir)  # a clear error before writing
+  # One writer of <run>/finetune (the --from run itself is only read).
+  common.lock_run_dir(f"{run_dir}/{finetune.SUBDIR}", alternative=None)
   summary = finetune.run_finetune(run_dir, config,
                                   overwrite=from_run_flags.OVERWRITE.value)
-  logging.info("done: %s", summary)
+  logging.debug("done: %s", summary)
   print(f"Experiment 2 from {run_dir}, {config.steps} steps, "
         f"{summary['wall_seconds']:.0f} s; results in {run_dir}/finetune")
   for key, values in summary["final"].items():

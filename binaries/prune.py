@@ -21,6 +21,14 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from binaries import quiet
+
+if __name__ == "__main__":
+  # TensorFlow's harmless start-up lines hidden unless --verbosity=1: before
+  # the imports below import it (binaries/quiet.py).
+  quiet.quiet_start("tensorflow", "tensorflow_federated")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from fedmeta_tf.defenses.pruning import defense
 from fedmeta_tf.defenses.pruning import report
@@ -92,6 +100,9 @@ def config_from_flags() -> defense.PruningConfig:
       fine_tune_rounds=_FINE_TUNE_ROUNDS.value)
 
 
+_PROGRESS = common.define_progress_flag()
+
+
 @common.user_errors_exit_2
 def main(argv):
   if len(argv) > 1:
@@ -99,9 +110,13 @@ def main(argv):
   if not _FROM.value:
     raise ValueError("--from=<run directory> is required")
   config = config_from_flags()
+  common.configure_progress(_PROGRESS.value)
   if not os.path.isdir(_FROM.value):
     raise ValueError(f"run directory {_FROM.value!r} does not exist")
   output_dir = os.path.join(_FROM.value, _OUTPUT_SUBDIR.value)
+  # One writer of the results directory (the --from run is only read).
+  common.lock_run_dir(output_dir,
+                      alternative="choose another --output_subdir")
   common.write_flags(output_dir, [__name__, "__main__"])
   if os.path.isfile(os.path.join(_FROM.value, meta.EXPERIMENT_JSON)):
     result = meta.defend_run(_FROM.value, config,

@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 from binaries import common
+from binaries import quiet
 from fedmeta_tf.reporting import reproduction_report
 
 _FROM = common.define_from_flag("Run directories, comma-separated.")
@@ -32,4 +33,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet.quiet_start()  # No TensorFlow here; see binaries/quiet.py.
   app.run(main, flags_parser=common.parse_flags)

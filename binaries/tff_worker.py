@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 
 from binaries import common
+from binaries import quiet
 from fedmeta_tf.tff_process import remote
 
 _PORT = flags.DEFINE_integer("port", None,
@@ -66,4 +67,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # TF_CPP_MIN_LOG_LEVEL=1 for the worker binary this process becomes: no
+  # INFO lines per computation (binaries/quiet.py).
+  quiet.quiet_start()
   app.run(main, flags_parser=common.parse_flags)

@@ -15,11 +15,15 @@ from absl import flags
 from absl import logging
 
 from binaries import data_preflight
+from binaries import quiet
 
 if __name__ == "__main__":
   # Missing data fails here, in about a second, with the download
   # instructions: before the seconds-long TensorFlow/TFF imports below.
   data_preflight.exit_if_data_missing(default_dataset="glyphs")
+  # TensorFlow's harmless start-up lines hidden unless --verbosity=1
+  # (binaries/quiet.py).
+  quiet.quiet_start("tensorflow", "tensorflow_federated")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import attack_flags
@@ -51,6 +55,15 @@ _RUNTIME = flags.DEFINE_enum(
     "(uses a GPU when there is one).")
 _TFF_WORKERS = common.define_tff_workers_flag()
 _PARALLELISM = common.define_parallelism_flag()
+_PROGRESS = common.define_progress_flag()
+_CLIENT_CHUNK = flags.DEFINE_integer(
+    "client_chunk", 10,
+    "In-process runtime: a Reptile client's outer iterations per chunk; "
+    "after each, the progress bar advances, the chunk's loss goes to "
+    "TensorBoard (tensorboard/client_work) and a client checkpoint is saved, "
+    "so a run killed inside a long client update (the attacker's) resumes "
+    "inside it. Does not change the results. The TFF runtime resumes at "
+    "round boundaries only.", lower_bound=1)
 # Federation (Algorithm 1).
 _ROUNDS = flags.DEFINE_integer("rounds", 8, "Federated rounds.")
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 4, "M, clients.")
@@ -162,6 +175,11 @@ def config_from_flags() -> training.TrainingConfig:
 def check_flags_take_effect() -> None:
   """Refuses (ValueError, one line) settings the run would ignore."""
   attack_flags.check_attack_flags()
+  if _RUNTIME.value == "tff":
+    common.refuse_if_set(
+        "client_chunk", "--runtime=tff",
+        "the TFF runtime runs a client's work as one call and resumes at "
+        "round boundaries; use --runtime=inprocess to resume inside it")
   attack = flags.FLAGS["attack"].value
   if attack == "none":
     return
@@ -184,6 +202,7 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
   check_flags_take_effect()
+  common.configure_progress(_PROGRESS.value)
   config = config_from_flags()
   common.configure_parallelism(_PARALLELISM.value, config.clients_per_round)
   # Missing data fails now, with the download instructions, not after TFF.
@@ -199,23 +218,25 @@ def main(argv):
     backdoor_attack.check_pretrained_from(config, attack)
   name = common.resolve_experiment_name(_EXPERIMENT_NAME, config.dataset)
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{name}"
+  common.lock_run_dir(output_dir)  # One writer; before --overwrite deletes.
   if common.prepare_run_dir(output_dir,
                             [__name__, "__main__", attack_flags.__name__],
                             overwrite=_OVERWRITE.value):
     print(f"{output_dir} already holds this finished run (summary.json); "
           "pass --overwrite to run it again")
     return
-  run = training.run_training
+  run = functools.partial(training.run_training,
+                          client_chunk=_CLIENT_CHUNK.value)
   if attack is not None:
     run = functools.partial(backdoor_attack.run_attack_experiment,
-                            attack=attack)
+                            attack=attack, client_chunk=_CLIENT_CHUNK.value)
   if config.runtime is training.Runtime.TFF:
     from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
     with contexts.tff_runtime(workers=tff_workers):
       summary = run(config, output_dir=output_dir)
   else:
     summary = run(config, output_dir=output_dir)
-  logging.info("done: %s -> %s", summary, output_dir)
+  logging.debug("done: %s -> %s", summary, output_dir)
   if attack is not None:
     print(backdoor_attack.describe_summary(summary, output_dir))
     return

@@ -15,6 +15,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from binaries import quiet
+
+if __name__ == "__main__":
+  # TensorFlow's harmless start-up lines hidden unless --verbosity=1: before
+  # the imports below import it (binaries/quiet.py).
+  quiet.quiet_start("tensorflow", "tensorflow_federated")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import data_preflight
 from fedmeta_tf.experiments import fedavg
@@ -86,6 +94,7 @@ _KEY_POSITION = flags.DEFINE_enum(
 # 2 cores and rounds floats differently (binaries/common.py).
 _PARALLELISM = common.define_parallelism_flag(
     default=1, note=" Default 1 here: the documented supervised runs used it.")
+_PROGRESS = common.define_progress_flag()
 
 
 def config_from_flags() -> training.SupervisedConfig:
@@ -116,11 +125,13 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}; all options are flags")
   config = config_from_flags()
+  common.configure_progress(_PROGRESS.value)
   if config.runtime == "inprocess":
     common.configure_parallelism(_PARALLELISM.value, config.clients_per_round)
   name = common.resolve_experiment_name(_EXPERIMENT_NAME,
                                         f"supervised_{config.dataset}")
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{name}"
+  common.lock_run_dir(output_dir)  # One writer per run directory.
   common.write_flags(output_dir, [__name__, "__main__"])
   if config.runtime == "tff":
     from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
@@ -128,7 +139,7 @@ def main(argv):
       summary = fedavg.run_supervised(config, output_dir)
   else:
     summary = fedavg.run_supervised(config, output_dir)
-  logging.info("done: %s -> %s", summary, output_dir)
+  logging.debug("done: %s -> %s", summary, output_dir)
   print(f"test accuracy {summary['test_accuracy']:.4f}, attack success "
         f"{summary['attack_success']:.4f} after {summary['rounds']} rounds; "
         f"results in {output_dir}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Callable, Generic, Optional, Sequence, TypeVar
 
 from absl import logging
 import tensorflow as tf
@@ -128,7 +128,17 @@ class ReplicaPool(Generic[Replica]):
     return len(self.replicas)
 
   def map(self, fn: Callable[[Replica, Item], Result],
-          items: Sequence[Item]) -> list[Result]:
+          items: Sequence[Item],
+          on_done: Optional[Callable[[Item], None]] = None) -> list[Result]:
+    """`on_done(item)`, if given, runs after each item (in its thread)."""
+    if on_done is not None:
+      inner = fn
+
+      def fn(replica, item):  # pylint: disable=function-redefined
+        result = inner(replica, item)
+        on_done(item)
+        return result
+
     if self.size == 1 or len(items) <= 1:
       return [fn(self.replicas[0], item) for item in items]
     todo: queue.SimpleQueue = queue.SimpleQueue()
@@ -160,11 +170,17 @@ class ReplicaPool(Generic[Replica]):
     return results
 
   def map_chunks(self, fn: Callable[[Replica, tuple[int, int]], Result],
-                 count: int) -> list[Result]:
-    """`fn(replica, (start, stop))` over `size` contiguous chunks of
-    range(count) (`split_range`), run at once; results in chunk order, ready
-    to concatenate."""
-    return self.map(fn, split_range(count, self.size))
+                 count: int, *, chunks_per_replica: int = 1,
+                 on_done: Optional[Callable[[int], None]] = None
+                 ) -> list[Result]:
+    """`fn(replica, (start, stop))` over `size * chunks_per_replica`
+    contiguous chunks of range(count) (`split_range`), `size` at once;
+    results in chunk order, ready to concatenate. `on_done(n)` runs after
+    each chunk of n items (a progress bar: more chunks, finer steps)."""
+    done = None if on_done is None else (
+        lambda chunk: on_done(chunk[1] - chunk[0]))
+    return self.map(fn, split_range(count, self.size * chunks_per_replica),
+                    on_done=done)
 
 
 def split_range(count: int, parts: int) -> list[tuple[int, int]]:

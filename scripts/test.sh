@@ -20,7 +20,7 @@ fi
 
 groups=()
 for dir in tests/*/; do
-  # Packages with test modules (tests/runtime holds only an __init__.py).
+  # Packages with test modules (a package of fixtures alone would fail).
   if [ -n "$(find "${dir}" -name '*_test.py' -print -quit)" ]; then
     groups+=("${dir%/}")
   fi

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny class pools and configs, and a guard against leaked
 TFF workers."""
 
+import hashlib
 import os
 
 from absl import flags
@@ -34,6 +35,56 @@ def tiny_pool(num_classes=12, examples=8, size=28, channels=1, seed=0):
   return class_pool.make_class_pool(
       images, groups=[f"g{i % 3}" for i in range(num_classes)],
       split=[0 if i < num_classes * 2 // 3 else 1 for i in range(num_classes)])
+
+
+def tiny_archive(directory, num_classes=24, examples=10) -> str:
+  """Writes a `tiny_pool` as a class-pool archive (`--dataset=archive`) in
+  `directory`; returns its path."""
+  path = os.path.join(str(directory), "pool.npz")
+  class_pool.save_class_pool_archive(
+      tiny_pool(num_classes=num_classes, examples=examples), path)
+  return path
+
+
+def snapshot_files(root) -> dict:
+  """{path: (mtime, sha256)} of every file under `root`: equal snapshots
+  before and after a refused command show it wrote nothing."""
+  files = {}
+  for directory, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(directory, name)
+      with open(path, "rb") as f:
+        files[path] = (os.stat(path).st_mtime_ns,
+                       hashlib.sha256(f.read()).hexdigest())
+  return files
+
+
+def tiny_attack_configs(archive: str):
+  """(TrainingConfig, AttackConfig) of Experiment 1 at toy size on the class
+  pool archive `archive`: 0 pre-training rounds, the attack in round 1."""
+  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf.attacks import backdoor_data
+  from fedmeta_tf.attacks import backdoor_reptile
+  from fedmeta_tf.evaluation import meta_test
+  from fedmeta_tf.experiments import backdoor_attack
+  from fedmeta_tf.experiments import training
+  from fedmeta_tf.meta import reptile_tf
+  # pylint: enable=g-import-not-at-top
+  config = training.TrainingConfig(
+      dataset="archive", data_dir=archive, rounds=1, runtime="inprocess",
+      filters=4,
+      reptile=reptile_tf.ReptileConfig(ways=3, shots=2, iterations=1,
+                                       meta_batch=1, inner_steps=1,
+                                       inner_batch=4),
+      evaluation=meta_test.EvalConfig(ways=3, shots=2, queries=1, steps=2,
+                                      batch=4, episodes=1))
+  attack = backdoor_attack.AttackConfig(
+      attacker=backdoor_reptile.AttackerConfig(iterations=1, inner_steps=1),
+      backdoor=backdoor_data.BackdoorConfig(
+          num_backdoor_classes=2, benign_examples=4, attack_train_examples=2,
+          attack_val_examples=2, case=backdoor_data.Case.B),
+      pretrain_rounds=0, eval_episodes=1)
+  return config, attack
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "fedmeta_tf"
 
 # Lowest first. A module may import from its own layer and the ones below.
 LAYERS = (
-    ("enums", "parallel", "reporting"),  # leaf utilities
+    ("enums", "logs", "parallel", "reporting"),  # leaf utilities
     ("data",),                         # datasets, protocol, episodes
     ("models",),                       # Conv4, matching / ProtoNet heads
     ("meta",),                         # Algorithm 1's math, client work

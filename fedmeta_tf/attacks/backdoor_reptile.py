@@ -212,7 +212,7 @@ def poisoned_batches(*, ways: int, shots: int, num_backdoor: int, steps,
   return tf.concat([clean_rows, keyed_rows], 0)
 
 
-class BackdoorReptile(client_work_lib.ClientWork):
+class BackdoorReptile(client_work_lib.ReptileClientWork):
   """Reptile for every client; clients in `attacker_ids` poison and boost.
 
   Client data: `pool`, `client_id`, `role` (0 benign, 1 attacker),
@@ -276,9 +276,10 @@ class BackdoorReptile(client_work_lib.ClientWork):
         target_images=self.target_images if attacker else empty,
         backdoor_images=self.backdoor_images if attacker else empty)
 
-  def update(self, model, optimizer, weights, client_data, round_num):
-    seed = episodes_lib.fold_seed(self.run_seed, episodes_lib.STREAM_TRAIN,
-                                  round_num, client_data["client_id"])
+  def outer_iterations(self, client_data) -> int:
+    return int(client_data["iterations"])
+
+  def plan(self, client_data, round_num):
     benign_fn = reptile_tf.pool_episode_fn(client_data["pool"], self.config)
     is_attacker = tf.equal(client_data["role"], ROLE_ATTACKER)
 
@@ -305,11 +306,15 @@ class BackdoorReptile(client_work_lib.ClientWork):
             lambda: reptile_tf.shuffled_batches(episode, steps, batch_size,
                                                 batch_seed))
 
-    update, loss = reptile_tf.reptile_client_update(
-        model, optimizer, weights, episode_fn=episode_fn, config=self.config,
-        seed=seed, iterations=client_data["iterations"],
+    return reptile_tf.ReptilePlan(
+        episode_fn=episode_fn,
+        seed=episodes_lib.fold_seed(self.run_seed, episodes_lib.STREAM_TRAIN,
+                                    round_num, client_data["client_id"]),
+        iterations=client_data["iterations"],
         inner_steps=client_data["inner_steps"],
         learning_rate=client_data["inner_lr"], batches_fn=batches_fn)
+
+  def output(self, update, loss, client_data):
     return client_work_lib.ClientOutput(
         update=boost(update, client_data["boosting_factor"]), loss=loss)
 

@@ -38,12 +38,16 @@ import tensorflow as tf
 from fedmeta_tf.data import episodes as episodes_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import weights as w
+from fedmeta_tf.reporting import progress
 from fedmeta_tf import parallel
 
 # Purposes: which evaluation a seed is for.
 BACKDOOR = 0xBD  # backdoor, main-task and meta-test curves (Experiments 1-3)
 META_TEST = 0x7E57  # meta-test accuracy of benign meta-training
 CLIENT_STRIDE = 1000  # a client's evaluation: run seed + 1000 * client
+# Chunks of episodes per parallel stream: the progress bar advances after
+# each (an episode's results do not depend on its chunk).
+PROGRESS_CHUNKS = 4
 
 
 def client_seed(run_seed: int, client: Optional[int] = None) -> int:
@@ -286,9 +290,11 @@ class EpisodeEvaluator:
 
   def per_chunk(self, weights, data, seed) -> list[dict[str, tf.Tensor]]:
     """{metric: [episodes, points]} of each chunk, in episode order."""
-    return self._replicas.map_chunks(
-        lambda replica, chunk: replica[1](weights, data, seed, chunk),
-        self.episodes)
+    with progress.bar(self.episodes, "evaluation", "episode") as counter:
+      return self._replicas.map_chunks(
+          lambda replica, chunk: replica[1](weights, data, seed, chunk),
+          self.episodes, chunks_per_replica=PROGRESS_CHUNKS,
+          on_done=counter.update)
 
   def curves(self, weights, data, seed) -> dict[str, np.ndarray]:
     """{metric: mean over episodes, [points]} at `schedule.points`."""

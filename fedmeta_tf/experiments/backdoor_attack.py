@@ -41,6 +41,7 @@ from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
 from fedmeta_tf.experiments import attack_schedule as schedule_lib
 from fedmeta_tf.experiments import rounds
+from fedmeta_tf.experiments import runners
 from fedmeta_tf.experiments import training
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.reporting import figures
@@ -243,9 +244,11 @@ def load_weights(run_dir: str, name: str) -> list[np.ndarray]:
 
 # --- the experiment ---------------------------------------------------------
 
-def run_attack_experiment(config: training.TrainingConfig,
-                          attack: AttackConfig, output_dir: str) -> dict[str, Any]:
-  """Runs Experiment 1 and writes the run directory (module docstring)."""
+def run_attack_experiment(
+    config: training.TrainingConfig, attack: AttackConfig, output_dir: str, *,
+    client_chunk: int = runners.DEFAULT_CLIENT_CHUNK) -> dict[str, Any]:
+  """Runs Experiment 1 and writes the run directory (module docstring);
+  `client_chunk` as in `runners.make_runner`."""
   os.makedirs(output_dir, exist_ok=True)
   attack.schedule.check(num_clients=config.num_clients,
                         clients_per_round=config.clients_per_round,
@@ -270,12 +273,13 @@ def run_attack_experiment(config: training.TrainingConfig,
       target_images=attack_split.data.target_attacker,
       backdoor_images=attack_split.data.attack_train)
   model_fn = training.make_model_fn(config, image_shape)
-  runner = training.make_runner(config, client_work, model_fn, image_shape)
+  runner = training.make_runner(config, client_work, model_fn, image_shape,
+                                output_dir=output_dir,
+                                client_chunk=client_chunk)
   evaluator = backdoor_eval.BackdoorEvaluator(
       model_fn, config=backdoor_eval_config(config, attack.eval_episodes,
                                             attack.backdoor.case),
-      data=eval_data_for(attack_split),
-      seed=config.seed)
+      data=eval_data_for(attack_split), seed=config.seed)
   loop = rounds.RoundLoop(runner.initialize(), output_dir=output_dir,
                           extra={"attacked_saved": 0},
                           checkpoint_dir=os.path.join(output_dir, CHECKPOINTS),
@@ -285,7 +289,6 @@ def run_attack_experiment(config: training.TrainingConfig,
   keep(output_dir, "final", runner.weights(state), evaluator.model)
   metrics_csv = os.path.join(output_dir, "metrics.csv")
   rows = read_metrics_csv(metrics_csv)
-
   figures.plot_rounds({attack.backdoor.case.value: metrics_csv},
                       os.path.join(output_dir, "experiment1.png"))
   summary = {"case": attack.backdoor.case.value, "rounds": config.rounds,

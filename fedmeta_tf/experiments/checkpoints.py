@@ -12,34 +12,18 @@ the final model and metrics equal those of an uninterrupted run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
-import logging
 import os
 import shutil
 from typing import Any, Optional
 
-from absl import logging as absl_logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from fedmeta_tf import logs
+
 PREFIX = "round_"
-
-
-@contextlib.contextmanager
-def _quiet():
-  """Silences the per-save INFO lines of SavedModel and the state manager."""
-  absl_level = absl_logging.get_verbosity()
-  tf_logger = tf.get_logger()
-  tf_level = tf_logger.level
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  tf_logger.setLevel(logging.WARNING)
-  try:
-    yield
-  finally:
-    absl_logging.set_verbosity(absl_level)
-    tf_logger.setLevel(tf_level)
 
 
 def _to_numpy(structure):
@@ -61,7 +45,7 @@ class RoundCheckpointer:
 
   def save(self, round_num: int, state: Any, extra: dict) -> None:
     value = {"state": _to_numpy(state), "extra": _to_numpy(extra)}
-    with _quiet():
+    with logs.quiet():
       asyncio.run(self._manager.save(value, int(round_num)))
 
   def load_latest(self, state_template: Any,
@@ -69,7 +53,7 @@ class RoundCheckpointer:
     """(state, extra, round) of the latest checkpoint, or (None, None, 0)."""
     template = {"state": _to_numpy(state_template),
                 "extra": _to_numpy(extra_template)}
-    with _quiet():
+    with logs.quiet():
       value, version = asyncio.run(self._manager.load_latest(template))
     if value is None:
       return None, None, 0

@@ -152,8 +152,9 @@ def local_meta_train(model_fn, weights, pool: np.ndarray,
   @tf.function
   def run(theta):
     update, _ = reptile_tf.reptile_client_update(
-        model, optimizer, theta, episode_fn=episode_fn, config=config,
-        seed=seed, iterations=iterations)
+        model, optimizer, theta, config=config,
+        plan=reptile_tf.ReptilePlan(episode_fn=episode_fn, seed=seed,
+                                    iterations=iterations))
     return w.add(theta, update)
 
   return [v.numpy() for v in run([tf.constant(v) for v in weights])]

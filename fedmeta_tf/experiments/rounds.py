@@ -13,6 +13,11 @@ round). Re-running a killed run (SIGKILL included) skips the rounds already
 saved and replays the rest; their seeds are functions of the round, so the
 metrics and models equal an uninterrupted run's. Seconds go to `timing.csv`,
 apart from the metrics, for the same reason.
+
+While it runs, a bar counts the rounds left and each round ends with one
+concise line (`reporting/progress.py`): its name, its metrics as
+percentages, its seconds. The full row goes to the absl log (DEBUG:
+`--verbosity=1`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from absl import logging
 from fedmeta_tf.experiments import checkpoints
 from fedmeta_tf.meta import weights as w
 from fedmeta_tf.models import export
+from fedmeta_tf.reporting import progress
 from fedmeta_tf.reporting import release
 
 
@@ -98,28 +104,37 @@ class RoundLoop:
 
   def run(self, schedule: Iterable[Round]) -> Any:
     """Runs the rounds of `schedule` not saved yet; returns the last state."""
-    start = None
+    schedule = list(schedule)
+    last_key = {}  # "round 3/11": the last key of each kind of round
     for r in schedule:
-      if self.resumed and r.version <= self.done:
-        continue
-      if start is None:  # the time since the last checkpoint
-        start = time.time()
-      self.state, row = r.step(self.state)
-      if r.metrics is not None:
-        r.metrics.release(row, key=r.key)
-      if not r.checkpoint:
-        logging.info("%s %d: %s", r.name, r.key, row)
-        continue
-      seconds, start = time.time() - start, None
-      if r.timed:
-        self.seconds += seconds
-        if self._timing is not None:
-          self._timing.release({"round_seconds": seconds,
-                                "seconds": self.seconds}, key=r.version)
-      if self._checkpointer is not None:
-        self._checkpointer.save(r.version, self.state,
-                                {**self.extra, "seconds": self.seconds})
-      logging.info("%s %d: %s, %.1f s", r.name, r.key, row, seconds)
+      last_key[r.name] = max(last_key.get(r.name, 0), r.key)
+    todo = [r for r in schedule
+            if not (self.resumed and r.version <= self.done)]
+    start = None
+    with progress.bar(len(todo), "rounds", "round", leave=True) as counter:
+      for r in todo:
+        if start is None:  # the time since the last checkpoint
+          start = time.time()
+        self.state, row = r.step(self.state)
+        if r.metrics is not None:
+          r.metrics.release(row, key=r.key)
+        counter.update(1)
+        name = f"{r.name} {r.key}/{last_key[r.name]}"
+        if not r.checkpoint:
+          logging.debug("%s: %s", name, row)
+          progress.line(f"{name}: {progress.format_row(row)}")
+          continue
+        seconds, start = time.time() - start, None
+        if r.timed:
+          self.seconds += seconds
+          if self._timing is not None:
+            self._timing.release({"round_seconds": seconds,
+                                  "seconds": self.seconds}, key=r.version)
+        if self._checkpointer is not None:
+          self._checkpointer.save(r.version, self.state,
+                                  {**self.extra, "seconds": self.seconds})
+        logging.debug("%s: %s, %.1f s", name, row, seconds)
+        progress.line(f"{name}: {progress.format_row(row)} ({seconds:.1f} s)")
     return self.state
 
 

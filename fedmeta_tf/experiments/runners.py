@@ -10,7 +10,7 @@ TFF is imported only when the `tff` runtime is asked for.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -19,12 +19,15 @@ from fedmeta_tf.meta import round_runner
 from fedmeta_tf.runtime import inprocess
 
 RUNTIMES = ("tff", "inprocess")
+DEFAULT_CLIENT_CHUNK = inprocess.DEFAULT_CHUNK_ITERATIONS
 
 
 def make_runner(runtime, *, model_fn: Callable[[], tf.keras.Model],
                 client_work, inner_lr: float,
-                aggregator: aggregators.Aggregator,
-                image_shape) -> round_runner.RoundRunner:
+                aggregator: aggregators.Aggregator, image_shape,
+                output_dir: Optional[str] = None,
+                client_chunk: int = DEFAULT_CLIENT_CHUNK
+                ) -> round_runner.RoundRunner:
   """The round runner of `runtime`.
 
   Args:
@@ -35,6 +38,11 @@ def make_runner(runtime, *, model_fn: Callable[[], tf.keras.Model],
     inner_lr: the clients' learning rate.
     aggregator: the server's aggregator (`aggregators.parse_aggregator`).
     image_shape: (H, W, ch) of the client data (typed by the TFF process).
+    output_dir: the run directory, where the in-process driver keeps its
+      client checkpoints (None: none); the TFF runtime resumes at round
+      boundaries only.
+    client_chunk: the in-process driver's outer iterations per chunk of a
+      Reptile client's work (progress and client checkpoints after each).
 
   Raises:
     ValueError: unknown runtime.
@@ -48,6 +56,8 @@ def make_runner(runtime, *, model_fn: Callable[[], tf.keras.Model],
   if kind == "inprocess":
     return inprocess.InProcessRunner(model_fn=model_fn,
                                      client_work=client_work,
-                                     inner_lr=inner_lr, aggregator=aggregator)
+                                     inner_lr=inner_lr, aggregator=aggregator,
+                                     chunk_iterations=client_chunk,
+                                     output_dir=output_dir)
   raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got "
                    f"{runtime!r}")

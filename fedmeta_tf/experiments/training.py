@@ -32,6 +32,7 @@ from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import server_tf
 from fedmeta_tf.models import conv4
+from fedmeta_tf.reporting import progress
 from fedmeta_tf.reporting import release
 from fedmeta_tf import parallel
 
@@ -141,16 +142,20 @@ def make_model_fn(config: TrainingConfig, image_shape):
   return model_fn
 
 
-def make_runner(config: TrainingConfig, client_work, model_fn, image_shape):
+def make_runner(config: TrainingConfig, client_work, model_fn, image_shape,
+                *, output_dir: Optional[str] = None,
+                client_chunk: int = runners.DEFAULT_CLIENT_CHUNK):
   """The round runner `config` asks for: its runtime and its aggregator
-  (parsed from the flag text into one object here, for every experiment)."""
+  (parsed from the flag text into one object here, for every experiment);
+  `output_dir` and `client_chunk` as in `runners.make_runner`."""
   return runners.make_runner(
       config.runtime, model_fn=model_fn, client_work=client_work,
       inner_lr=config.reptile.inner_lr,
       aggregator=aggregators.parse_aggregator(
           config.aggregator, secure_sum_bound=config.secure_sum_bound,
           max_update_norm=config.max_update_norm),
-      image_shape=image_shape)
+      image_shape=image_shape, output_dir=output_dir,
+      client_chunk=client_chunk)
 
 
 class MetaTester:
@@ -177,20 +182,24 @@ class MetaTester:
     seed = tf.constant(episodes_eval.evaluation_seed(
         self._seed, episodes_eval.META_TEST), tf.int64)
     weights = [tf.constant(v) for v in weights]
-    parts = self._replicas.map_chunks(
-        lambda replica, chunk: replica[1](weights, self._pool, seed, *chunk),
-        self._episodes)
+    with progress.bar(self._episodes, "meta-test", "episode") as counter:
+      parts = self._replicas.map_chunks(
+          lambda replica, chunk: replica[1](weights, self._pool, seed, *chunk),
+          self._episodes, chunks_per_replica=episodes_eval.PROGRESS_CHUNKS,
+          on_done=counter.update)
     return float(np.mean(np.concatenate([np.asarray(p) for p in parts])))
 
 
-def run_training(config: TrainingConfig, output_dir: str) -> dict:
+def run_training(config: TrainingConfig, output_dir: str, *,
+                 client_chunk: int = runners.DEFAULT_CLIENT_CHUNK) -> dict:
   """Runs `config.rounds` rounds and writes results under `output_dir`.
 
   Resumable (`rounds.RoundLoop`): the server state is checkpointed after
   every round; if `output_dir` holds checkpoints, training continues after
   the latest one, and rows of later rounds are rewritten, never duplicated.
   Timings go to `timing.csv`, apart from `metrics.csv`, so a resumed run's
-  metrics equal an uninterrupted run's.
+  metrics equal an uninterrupted run's. `client_chunk`: the in-process
+  driver's outer iterations per chunk of client work (`runners`).
   """
   os.makedirs(output_dir, exist_ok=True)
   split = load_split(config)
@@ -200,7 +209,8 @@ def run_training(config: TrainingConfig, output_dir: str) -> dict:
   client_work = client_work_lib.BenignReptile(
       config=config.reptile, run_seed=config.seed, client_pools=client_pools)
   model_fn = make_model_fn(config, image_shape)
-  runner = make_runner(config, client_work, model_fn, image_shape)
+  runner = make_runner(config, client_work, model_fn, image_shape,
+                       output_dir=output_dir, client_chunk=client_chunk)
   meta_tester = MetaTester(model_fn, config, split.meta_test.images)
   metrics = release.MetricsRelease(output_dir)
   loop = rounds.RoundLoop(runner.initialize(), output_dir=output_dir,

@@ -24,7 +24,7 @@ effects otherwise, and Keras forbids creating variables in a traced loop).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
@@ -164,41 +164,60 @@ def shuffled_batches(episode: episodes_lib.Episode, steps, batch_size: int,
                            steps, seed)
 
 
-def reptile_client_update(model: tf.keras.Model, optimizer,
-                          initial_weights: w.Weights, *,
-                          episode_fn: EpisodeFn, config: ReptileConfig, seed,
-                          iterations: Optional[tf.Tensor] = None,
-                          inner_steps: Optional[tf.Tensor] = None,
-                          learning_rate: Optional[tf.Tensor] = None,
-                          batches_fn: BatchesFn = shuffled_batches):
-  """Runs Algorithm 1's client work; returns (update u_i, mean last loss).
+@dataclasses.dataclass(frozen=True)
+class ReptilePlan:
+  """What one client's Reptile work is in one round (tensors are fine).
 
-  Call inside a tf.function. `episode_fn(seed)` samples one training episode
-  from the client's data; `seed` is this client-round's seed; `iterations`
-  overrides `config.iterations` (E) with a tensor, e.g. for an attacker's
-  longer schedule; `inner_steps` likewise overrides e (the attacker's inner
-  epochs); `learning_rate` overrides eta (`config.inner_lr`; the attacker's
-  own Adam rate) and is set on the optimizer for this client update, since
-  one optimizer serves every client of a driver stream; `batches_fn` orders
-  each episode's inner mini-batches (default: shuffled epochs).
+  Attributes:
+    episode_fn: episode seed -> one training episode of the client's data.
+    seed: this client-round's seed.
+    iterations: E; None: `ReptileConfig.iterations` (an attacker's longer
+      schedule is a tensor from its client data).
+    inner_steps: e; None: `ReptileConfig.inner_steps`.
+    learning_rate: eta; None: `ReptileConfig.inner_lr` (the attacker's own).
+    batches_fn: orders each episode's inner mini-batches.
+  """
+
+  episode_fn: EpisodeFn
+  seed: Any
+  iterations: Optional[Any] = None
+  inner_steps: Optional[Any] = None
+  learning_rate: Optional[Any] = None
+  batches_fn: BatchesFn = shuffled_batches
+
+
+def start_client(optimizer) -> None:
+  """A client starts its round with a fresh optimizer (stateless clients)."""
+  reset_optimizer(optimizer)
+
+
+def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
+                       loss_sum, *, plan: ReptilePlan, config: ReptileConfig,
+                       start, stop) -> tuple[w.Weights, tf.Tensor]:
+  """Outer iterations start..stop-1 of Algorithm 1's client loop.
+
+  `theta` is theta_i after iteration start - 1 (theta_G when start is 0);
+  `loss_sum` the sum of the episodes' last losses so far. Returns both after
+  iteration stop - 1. Episode seeds are functions of the iteration, and the
+  optimizer's state carries over between calls, so running [0, E) in
+  chunks gives the one-call result (`reptile_client_update`).
   """
   variables = model.trainable_variables
-  iterations = config.iterations if iterations is None else iterations
-  inner_steps = config.inner_steps if inner_steps is None else inner_steps
-  reset_optimizer(optimizer)
-  optimizer.learning_rate = (config.inner_lr if learning_rate is None
-                             else learning_rate)
-  theta = list(initial_weights)
-  loss_sum = tf.constant(0.0)
-  for it in tf.range(iterations):
+  inner_steps = (config.inner_steps if plan.inner_steps is None
+                 else plan.inner_steps)
+  optimizer.learning_rate = (config.inner_lr if plan.learning_rate is None
+                             else plan.learning_rate)
+  theta = list(theta)
+  for it in tf.range(start, stop):
     episode_sum = w.zeros_like(theta)
     for j in tf.range(config.meta_batch):
       episode_index = it * config.meta_batch + j
-      episode = episode_fn(episodes_lib.fold_seed(seed, episode_index))
+      episode = plan.episode_fn(episodes_lib.fold_seed(plan.seed,
+                                                       episode_index))
       w.assign(variables, theta)
-      batches = batches_fn(
+      batches = plan.batches_fn(
           episode, inner_steps, config.inner_batch,
-          episodes_lib.fold_seed(seed, episode_index,
+          episodes_lib.fold_seed(plan.seed, episode_index,
                                  episodes_lib.STREAM_MINIBATCH))
       loss_sum += train_steps(
           model, optimizer, episode.support_images, episode.support_labels,
@@ -207,8 +226,39 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
       episode_sum = w.add(episode_sum, w.read(variables))
     theta = w.interpolate(theta, w.scale(episode_sum, 1.0 / config.meta_batch),
                           config.outer_lr)
-  num_episodes = tf.cast(iterations * config.meta_batch, tf.float32)
+  return theta, loss_sum
+
+
+def total_iterations(plan: ReptilePlan, config: ReptileConfig):
+  return config.iterations if plan.iterations is None else plan.iterations
+
+
+def finish_client(initial_weights: w.Weights, theta: w.Weights, loss_sum, *,
+                  plan: ReptilePlan, config: ReptileConfig):
+  """(u_i = theta_i - theta_G, mean last loss over the client's episodes)."""
+  num_episodes = tf.cast(total_iterations(plan, config) * config.meta_batch,
+                         tf.float32)
   return w.subtract(theta, initial_weights), loss_sum / num_episodes
+
+
+def reptile_client_update(model: tf.keras.Model, optimizer,
+                          initial_weights: w.Weights, *, plan: ReptilePlan,
+                          config: ReptileConfig):
+  """Runs Algorithm 1's client work; returns (update u_i, mean last loss).
+
+  Call inside a tf.function; `plan` says what this client does this round
+  (its episodes, seed, E, e, eta and mini-batch order). The learning rate
+  is set on the optimizer for this client update, since one optimizer
+  serves every client of a driver stream. The in-process driver runs the
+  same work in chunks of outer iterations instead (`start_client`,
+  `reptile_iterations`, `finish_client`; `runtime/inprocess.py`).
+  """
+  start_client(optimizer)
+  theta, loss_sum = reptile_iterations(
+      model, optimizer, list(initial_weights), tf.constant(0.0), plan=plan,
+      config=config, start=0, stop=total_iterations(plan, config))
+  return finish_client(initial_weights, theta, loss_sum, plan=plan,
+                       config=config)
 
 
 def pool_episode_fn(pool: tf.Tensor, config: ReptileConfig) -> EpisodeFn:

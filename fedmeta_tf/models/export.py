@@ -13,6 +13,8 @@ import os
 
 import tensorflow as tf
 
+from fedmeta_tf import logs
+
 
 class _ServingModule(tf.Module):
 
@@ -44,7 +46,9 @@ def save_module_atomically(module: tf.Module, path: str) -> str:
   tmp = path.rstrip("/") + ".tmp"
   if tf.io.gfile.exists(tmp):
     tf.io.gfile.rmtree(tmp)
-  tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+  with logs.quiet():  # SavedModel's per-save INFO lines (fedmeta_tf/logs.py).
+    tf.saved_model.save(module, tmp,
+                        signatures={"serving_default": module.serve})
   if tf.io.gfile.exists(path):
     tf.io.gfile.rmtree(path)
   os.replace(tmp, path)

@@ -250,9 +250,9 @@ def test_attacker_update_uses_its_own_learning_rate(attacker_lr):
 
     update, _ = reptile_tf.reptile_client_update(
         hand_model, hand_optimizer, [tf.constant(v) for v in weights],
-        episode_fn=episode_fn,
-        config=dataclasses.replace(config, inner_lr=attacker_lr), seed=seed,
-        iterations=2, inner_steps=3)
+        config=dataclasses.replace(config, inner_lr=attacker_lr),
+        plan=reptile_tf.ReptilePlan(episode_fn=episode_fn, seed=seed,
+                                    iterations=2, inner_steps=3))
     return [3.0 * u for u in update]
 
   for a, h in zip(attacked, by_hand()):

@@ -6,7 +6,6 @@ written (a finished run sits in the same output root and must stay
 byte-identical).
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from binaries import train_fedmeta
 from fedmeta_tf.data import class_pool
 from tests.binaries.train_fedmeta_test import REPO
 from tests.binaries.train_fedmeta_test import tiny_flags
+from tests.conftest import snapshot_files
 from tests.conftest import tiny_pool
 
 
@@ -35,20 +35,9 @@ def previous_run(tmp_path_factory):
   return root, archive
 
 
-def _snapshot(root):
-  files = {}
-  for directory, _, names in os.walk(root):
-    for name in names:
-      path = os.path.join(directory, name)
-      with open(path, "rb") as f:
-        files[path] = (os.stat(path).st_mtime_ns,
-                       hashlib.sha256(f.read()).hexdigest())
-  return files
-
-
 def _assert_usage_error(previous_run, capsys, must_name, **overrides):
   root, archive = previous_run
-  before = _snapshot(root)
+  before = snapshot_files(root)
   flags = tiny_flags(archive, root, runtime="inprocess", rounds=1)
   flags.update(overrides)
   capsys.readouterr()
@@ -59,7 +48,7 @@ def _assert_usage_error(previous_run, capsys, must_name, **overrides):
   assert exit_info.value.code == 2
   assert len(err.splitlines()) == 1 and "Traceback" not in err, err
   assert must_name in err, err
-  assert _snapshot(root) == before
+  assert snapshot_files(root) == before
 
 
 def test_unknown_dataset(previous_run, capsys):
@@ -136,7 +125,7 @@ def test_output_directory_of_a_different_experiment(previous_run, capsys):
 
 def test_misspelled_flag_in_a_flagfile(previous_run, tmp_path):
   root, _ = previous_run
-  before = _snapshot(root)
+  before = snapshot_files(root)
   flagfile = tmp_path / "bad.cfg"
   flagfile.write_text("--rounds=2\n--raunds=3\n")
   result = subprocess.run(
@@ -147,13 +136,13 @@ def test_misspelled_flag_in_a_flagfile(previous_run, tmp_path):
   lines = [l for l in result.stderr.splitlines() if "error" in l]
   assert len(lines) == 1 and "raunds" in lines[0], result.stderr
   assert "Traceback" not in result.stderr
-  assert _snapshot(root) == before
+  assert snapshot_files(root) == before
 
 
 def test_delta_outside_zero_one(previous_run, capsys):
   from binaries import defend  # pylint: disable=g-import-not-at-top
   root, _ = previous_run
-  before = _snapshot(root)
+  before = snapshot_files(root)
   capsys.readouterr()
   with flagsaver.flagsaver(**{"from": str(root / "tiny"), "deltas": ["1.5"]}):
     with pytest.raises(SystemExit) as exit_info:
@@ -162,4 +151,4 @@ def test_delta_outside_zero_one(previous_run, capsys):
   assert exit_info.value.code == 2
   assert len(err.splitlines()) == 1 and "Traceback" not in err, err
   assert "delta must be in [0, 1], got 1.5" in err
-  assert _snapshot(root) == before
+  assert snapshot_files(root) == before

@@ -7,13 +7,9 @@ from absl.testing import flagsaver
 import pytest
 
 from binaries import defend
-from fedmeta_tf.attacks import backdoor_data
-from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.data import class_pool
-from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.experiments import backdoor_attack
-from fedmeta_tf.experiments import training
-from fedmeta_tf.meta import reptile_tf
+from tests.conftest import tiny_attack_configs
 from tests.conftest import tiny_pool
 
 
@@ -24,20 +20,7 @@ def attacked_run(tmp_path_factory):
   archive = str(root / "pool.npz")
   class_pool.save_class_pool_archive(tiny_pool(num_classes=30, examples=12),
                                      archive)
-  config = training.TrainingConfig(
-      dataset="archive", data_dir=archive, rounds=1, runtime="inprocess",
-      filters=4,
-      reptile=reptile_tf.ReptileConfig(ways=3, shots=2, iterations=1,
-                                       meta_batch=1, inner_steps=1,
-                                       inner_batch=4),
-      evaluation=meta_test.EvalConfig(ways=3, shots=2, queries=1, steps=2,
-                                      batch=4, episodes=1))
-  attack = backdoor_attack.AttackConfig(
-      attacker=backdoor_reptile.AttackerConfig(iterations=1, inner_steps=1),
-      backdoor=backdoor_data.BackdoorConfig(
-          num_backdoor_classes=2, benign_examples=4, attack_train_examples=2,
-          attack_val_examples=2, case=backdoor_data.Case.B),
-      pretrain_rounds=0, eval_episodes=1)
+  config, attack = tiny_attack_configs(archive)
   run_dir = str(root / "run")
   backdoor_attack.run_attack_experiment(config, attack, run_dir)
   return run_dir

@@ -49,6 +49,7 @@ LIVE = {
 }
 
 EXEMPT = {
+    "progress": "what the terminal shows while the run runs",
     "name": "the output directory's name",
     "overwrite": "whether finished units of an earlier run are redone; each "
                  "unit's curve is the same either way",

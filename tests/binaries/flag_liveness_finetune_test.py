@@ -28,6 +28,7 @@ LIVE = {
 }
 
 EXEMPT = {
+    "progress": "what the terminal shows while the run runs",
     "overwrite": "whether finished units of an earlier run are redone; each "
                  "unit's curve is the same either way",
     "parallelism": "episodes fine-tuned at once; streams give the sequential "

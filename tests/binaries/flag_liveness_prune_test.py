@@ -55,6 +55,7 @@ LIVE = {
 }
 
 EXEMPT = {
+    "progress": "what the terminal shows while the run runs",
     "output_subdir": "the results directory's name",
 }
 

@@ -136,6 +136,10 @@ EXEMPT = {
                    "(tests/tff_process/remote_test.py)",
     "parallelism": "clients trained at once; streams give the sequential "
                    "results (tests/parallel_test.py)",
+    "progress": "what the terminal shows while the run runs",
+    "client_chunk": "outer iterations per call of a client's work; chunks "
+                    "give the one-call update "
+                    "(tests/runtime/client_chunks_test.py)",
 }
 
 OUTPUTS = ("metrics.csv", "pretrain_metrics.csv", "final_weights.npz",

@@ -62,6 +62,7 @@ LIVE = {
 }
 
 EXEMPT = {
+    "progress": "what the terminal shows while the run runs",
     "root_output_dir": "where the run directory is; names only",
     "experiment_name": "the run directory's name",
     # No test yet shows the two drivers' supervised results equal (they

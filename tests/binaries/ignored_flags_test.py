@@ -17,18 +17,14 @@ import pytest
 
 from binaries import defend
 from binaries import train_fedmeta
-from fedmeta_tf.data import class_pool
 from tests.binaries.train_fedmeta_test import REPO
 from tests.binaries.train_fedmeta_test import tiny_flags
-from tests.conftest import tiny_pool
+from tests.conftest import tiny_archive
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("data") / "pool.npz")
-  class_pool.save_class_pool_archive(tiny_pool(num_classes=24, examples=10),
-                                     path)
-  return path
+  return tiny_archive(tmp_path_factory.mktemp("data"))
 
 
 def _files(root):

@@ -53,9 +53,10 @@ def test_client_update_follows_algorithm_1():
   model, optimizer = _setup(config)
   initial = w.read(model.trainable_variables)
   episode_fn = reptile_tf.pool_episode_fn(pool, config)
-  update, loss = tf.function(reptile_tf.reptile_client_update)(
-      model, optimizer, initial, episode_fn=episode_fn, config=config,
-      seed=seed)
+  update, loss = tf.function(
+      lambda: reptile_tf.reptile_client_update(
+          model, optimizer, initial, config=config,
+          plan=reptile_tf.ReptilePlan(episode_fn=episode_fn, seed=seed)))()
   assert np.isfinite(float(loss))
 
   model2, optimizer2 = _setup(config)
