@@ -30,6 +30,7 @@ from binaries import attack_flags
 from binaries import common
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test
+from fedmeta_tf.experiments import runners
 from fedmeta_tf.experiments import training
 from fedmeta_tf.meta import reptile_tf
 
@@ -57,7 +58,7 @@ _TFF_WORKERS = common.define_tff_workers_flag()
 _PARALLELISM = common.define_parallelism_flag()
 _PROGRESS = common.define_progress_flag()
 _CLIENT_CHUNK = flags.DEFINE_integer(
-    "client_chunk", 10,
+    "client_chunk", runners.DEFAULT_CLIENT_CHUNK,
     "In-process runtime: a Reptile client's outer iterations per chunk; "
     "after each, the progress bar advances, the chunk's loss goes to "
     "TensorBoard (tensorboard/client_work) and a client checkpoint is saved, "

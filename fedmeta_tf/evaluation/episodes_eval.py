@@ -257,6 +257,17 @@ def make_episodes_fn(learner: Learner, schedule: Schedule,
   return evaluate_dict
 
 
+def map_episodes(replicas: parallel.ReplicaPool, fn, episodes: int,
+                 desc: str) -> list:
+  """`replicas.map_chunks(fn, episodes)` in `PROGRESS_CHUNKS` chunks per
+  replica, with a progress bar of episodes named `desc`; results in episode
+  order."""
+  with progress.bar(episodes, desc, "episode") as counter:
+    return replicas.map_chunks(fn, episodes,
+                               chunks_per_replica=PROGRESS_CHUNKS,
+                               on_done=counter.update)
+
+
 def mean_over_episodes(parts) -> dict[str, np.ndarray]:
   """{metric: [points]}, the mean over every episode of `parts`, the
   per-chunk {metric: [episodes, points]} results in episode order."""
@@ -290,11 +301,10 @@ class EpisodeEvaluator:
 
   def per_chunk(self, weights, data, seed) -> list[dict[str, tf.Tensor]]:
     """{metric: [episodes, points]} of each chunk, in episode order."""
-    with progress.bar(self.episodes, "evaluation", "episode") as counter:
-      return self._replicas.map_chunks(
-          lambda replica, chunk: replica[1](weights, data, seed, chunk),
-          self.episodes, chunks_per_replica=PROGRESS_CHUNKS,
-          on_done=counter.update)
+    return map_episodes(
+        self._replicas,
+        lambda replica, chunk: replica[1](weights, data, seed, chunk),
+        self.episodes, "evaluation")
 
   def curves(self, weights, data, seed) -> dict[str, np.ndarray]:
     """{metric: mean over episodes, [points]} at `schedule.points`."""

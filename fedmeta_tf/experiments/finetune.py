@@ -20,7 +20,6 @@ re-run with the same command resumes at the first unfinished client.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from typing import Any, NamedTuple, Optional, Sequence
@@ -33,6 +32,7 @@ from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import training
 from fedmeta_tf.experiments import work_units
+from fedmeta_tf.meta import weights as w
 from fedmeta_tf.reporting import figures
 from fedmeta_tf.reporting import release
 
@@ -109,10 +109,7 @@ def load_run_setup(run_dir: str, *, checkpoint: str, cases, clients
 
 def weights_digest(weights) -> str:
   """A hash of model weights: cached units of another model are not reused."""
-  digest = hashlib.sha256()
-  for v in weights:
-    digest.update(np.ascontiguousarray(v, np.float32).tobytes())
-  return digest.hexdigest()[:16]
+  return w.digest(weights)[:16]
 
 
 def run_finetune(run_dir: str, config: FinetuneConfig, *,

@@ -32,7 +32,6 @@ from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import server_tf
 from fedmeta_tf.models import conv4
-from fedmeta_tf.reporting import progress
 from fedmeta_tf.reporting import release
 from fedmeta_tf import parallel
 
@@ -182,11 +181,10 @@ class MetaTester:
     seed = tf.constant(episodes_eval.evaluation_seed(
         self._seed, episodes_eval.META_TEST), tf.int64)
     weights = [tf.constant(v) for v in weights]
-    with progress.bar(self._episodes, "meta-test", "episode") as counter:
-      parts = self._replicas.map_chunks(
-          lambda replica, chunk: replica[1](weights, self._pool, seed, *chunk),
-          self._episodes, chunks_per_replica=episodes_eval.PROGRESS_CHUNKS,
-          on_done=counter.update)
+    parts = episodes_eval.map_episodes(
+        self._replicas,
+        lambda replica, chunk: replica[1](weights, self._pool, seed, *chunk),
+        self._episodes, "meta-test")
     return float(np.mean(np.concatenate([np.asarray(p) for p in parts])))
 
 

@@ -83,7 +83,7 @@ class ReptileClientWork(ClientWork):
   def run_iterations(self, model, optimizer, theta, loss_sum, client_data,
                      round_num, start, stop):
     """Outer iterations start..stop-1 (`reptile_tf.reptile_iterations`);
-    call `reptile_tf.start_client(optimizer)` before iteration 0."""
+    call `reptile_tf.reset_optimizer(optimizer)` before iteration 0."""
     return reptile_tf.reptile_iterations(
         model, optimizer, theta, loss_sum,
         plan=self.plan(client_data, round_num), config=self.config,

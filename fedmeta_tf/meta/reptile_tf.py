@@ -186,11 +186,6 @@ class ReptilePlan:
   batches_fn: BatchesFn = shuffled_batches
 
 
-def start_client(optimizer) -> None:
-  """A client starts its round with a fresh optimizer (stateless clients)."""
-  reset_optimizer(optimizer)
-
-
 def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
                        loss_sum, *, plan: ReptilePlan, config: ReptileConfig,
                        start, stop) -> tuple[w.Weights, tf.Tensor]:
@@ -250,10 +245,10 @@ def reptile_client_update(model: tf.keras.Model, optimizer,
   (its episodes, seed, E, e, eta and mini-batch order). The learning rate
   is set on the optimizer for this client update, since one optimizer
   serves every client of a driver stream. The in-process driver runs the
-  same work in chunks of outer iterations instead (`start_client`,
+  same work in chunks of outer iterations instead (`reset_optimizer`,
   `reptile_iterations`, `finish_client`; `runtime/inprocess.py`).
   """
-  start_client(optimizer)
+  reset_optimizer(optimizer)  # clients are stateless between rounds
   theta, loss_sum = reptile_iterations(
       model, optimizer, list(initial_weights), tf.constant(0.0), plan=plan,
       config=config, start=0, stop=total_iterations(plan, config))

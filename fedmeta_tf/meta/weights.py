@@ -7,8 +7,10 @@ u_i = subtract(theta_i, theta_G); theta_G <- add(theta_G, scale(u, alpha)).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 Weights = list  # list[tf.Tensor], in `model.trainable_variables` order.
@@ -51,3 +53,12 @@ def assign(variables, values: Weights) -> None:
 
 def global_norm(a: Weights) -> tf.Tensor:
   return tf.linalg.global_norm(a)
+
+
+def digest(weights) -> str:
+  """sha256 (hex) of the weights as float32 bytes, in order: which model a
+  cached result or a checkpoint belongs to."""
+  hashed = hashlib.sha256()
+  for v in weights:
+    hashed.update(np.ascontiguousarray(v, np.float32).tobytes())
+  return hashed.hexdigest()

@@ -9,8 +9,8 @@ variables (Adam's step counter and moments carry across a client's
 episodes), the sum of the episodes' losses and the iteration reached.
 
 A checkpoint belongs to one (server round, client) and to the global
-weights the client started from (their digest): a re-run round that starts
-from other weights ignores it. Files are written via a rename, so a kill at
+weights the client started from (their digest, `meta.weights.digest`): a
+re-run round that starts from other weights ignores it. Files are written via a rename, so a kill at
 any point leaves the previous chunk's checkpoint loadable. Checkpoints of
 rounds before the one running are deleted when a round starts.
 """
@@ -19,23 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import os
 import re
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 _NAME = "round_{round}_client_{client}.npz"
 _PATTERN = re.compile(r"round_(\d+)_client_(\d+)\.npz$")
-
-
-def weights_digest(weights: Sequence[np.ndarray]) -> str:
-  """A digest of float32 weights (which start point a checkpoint is for)."""
-  digest = hashlib.sha256()
-  for v in weights:
-    digest.update(np.ascontiguousarray(v, np.float32).tobytes())
-  return digest.hexdigest()
 
 
 @dataclasses.dataclass

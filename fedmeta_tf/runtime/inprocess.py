@@ -31,6 +31,7 @@ from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import round_runner
 from fedmeta_tf.meta import server_tf
+from fedmeta_tf.meta import weights as w
 from fedmeta_tf.reporting import progress
 from fedmeta_tf.runtime import client_checkpoints
 from fedmeta_tf import parallel
@@ -99,6 +100,9 @@ class InProcessRunner(round_runner.RoundRunner):
     if self._checkpoints is not None:
       self._checkpoints.discard_before(round_num)
     datas = {c: self._client_work.make_client_data(c) for c in client_ids}
+    # Which start weights this round's client checkpoints belong to.
+    digest = (w.digest(self.weights(state))
+              if self._checkpoints is not None else None)
     total = sum(self._client_work.outer_iterations(d) if self._chunked else 1
                 for d in datas.values())
     with progress.bar(total, f"server round {round_num + 1}",
@@ -107,7 +111,7 @@ class InProcessRunner(round_runner.RoundRunner):
       def client_update(replica, client_id):
         if self._chunked:
           return self._chunked_update(replica, client_id, datas[client_id],
-                                      state, counter)
+                                      state, digest, counter)
         _, _, update_fn = replica
         output = update_fn(state.weights, datas[client_id], state.round_num)
         counter.update(1)
@@ -119,18 +123,19 @@ class InProcessRunner(round_runner.RoundRunner):
     aggregated, metrics = self._aggregator.aggregate(updates, state.weights)
     return self._server_update(state, aggregated), metrics
 
-  def _chunked_update(self, replica, client_id, data, state, counter):
+  def _chunked_update(self, replica, client_id, data, state, digest,
+                      counter):
     """One Reptile client's work in chunks of outer iterations, resumed
-    from its client checkpoint when there is one."""
+    from its client checkpoint (of start weights `digest`) when there is
+    one."""
     _, optimizer, chunk_fn = replica
     work = self._client_work
     round_num = int(state.round_num)
     total = work.outer_iterations(data)
-    digest = client_checkpoints.weights_digest(self.weights(state))
     saved = (self._checkpoints.load(round_num, client_id, digest, total)
              if self._checkpoints is not None else None)
     if saved is None:
-      reptile_tf.start_client(optimizer)
+      reptile_tf.reset_optimizer(optimizer)
       theta, loss_sum, done = list(state.weights), tf.constant(0.0), 0
     else:
       for var, value in zip(optimizer.variables, saved.optimizer_variables):

@@ -18,6 +18,7 @@ from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.attacks import backdoor_reptile as br
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
+from fedmeta_tf.meta import weights
 from fedmeta_tf.models import conv4
 from fedmeta_tf.runtime import client_checkpoints
 from fedmeta_tf.runtime import inprocess
@@ -127,12 +128,12 @@ def test_a_checkpoint_from_other_start_weights_is_ignored(tmp_path):
   progress = client_checkpoints.ClientProgress(
       iteration=2, total=5, theta=[np.ones(3, np.float32)],
       loss_sum=np.float32(1.5), optimizer_variables=[np.zeros(2, np.float32)])
-  digest = client_checkpoints.weights_digest([np.zeros(3, np.float32)])
+  digest = weights.digest([np.zeros(3, np.float32)])
   store.save(4, 0, digest, progress)
   loaded = store.load(4, 0, digest, total=5)
   assert loaded.iteration == 2 and float(loaded.loss_sum) == 1.5
   np.testing.assert_array_equal(loaded.theta[0], progress.theta[0])
-  other = client_checkpoints.weights_digest([np.ones(3, np.float32)])
+  other = weights.digest([np.ones(3, np.float32)])
   assert store.load(4, 0, other, total=5) is None
   assert store.load(4, 0, digest, total=6) is None
   assert store.load(4, 1, digest, total=5) is None
