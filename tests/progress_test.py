@@ -64,3 +64,19 @@ def test_lines_mode_draws_no_bar(capsys):
 def test_unknown_mode_is_refused():
   with pytest.raises(ValueError, match="auto, bars, lines, none"):
     progress.configure("fancy")
+
+
+@pytest.mark.parametrize("mode, shown", [("lines", True), ("none", False)])
+def test_the_progress_flag_reaches_the_binary(tmp_path, capsys, mode, shown):
+  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver
+  from binaries import train_fedmeta
+  from tests.binaries.train_fedmeta_test import tiny_flags
+  from tests.conftest import tiny_archive
+  # pylint: enable=g-import-not-at-top
+  archive = tiny_archive(tmp_path)
+  with flagsaver.flagsaver(**tiny_flags(archive, tmp_path / "runs",
+                                        runtime="inprocess", rounds=1,
+                                        progress=mode)):
+    train_fedmeta.main(["train_fedmeta"])
+  assert ("round 1/1: " in capsys.readouterr().err) == shown

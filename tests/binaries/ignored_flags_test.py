@@ -79,6 +79,9 @@ def _refused_train_fedmeta(archive, root, capsys, must_name, valid,
     pytest.param("--attacker_inner_epochs=2", "give one",
                  dict(attacker_inner_epochs=2),
                  id="attacker_inner_epochs_beside_inner_steps"),
+    pytest.param("--client_chunk=3 has no effect with --runtime=tff",
+                 "--runtime=inprocess", dict(runtime="tff", client_chunk=3),
+                 id="client_chunk_with_the_tff_runtime"),
 ])
 def test_train_fedmeta_refuses(archive, tmp_path, capsys, must_name, valid,
                                overrides):

@@ -139,3 +139,35 @@ def test_a_checkpoint_from_other_start_weights_is_ignored(tmp_path):
   assert store.load(4, 1, digest, total=5) is None
   store.discard_before(5)
   assert not os.listdir(tmp_path)
+
+
+def test_the_client_chunk_flag_reaches_the_driver(tmp_path, monkeypatch):
+  """train_fedmeta --client_chunk=k: the driver calls a client's work in
+  chunks of k outer iterations (E = 6 here: 3 calls of 2 per client)."""
+  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver
+  from binaries import train_fedmeta
+  from tests.binaries.train_fedmeta_test import tiny_flags
+  from tests.conftest import tiny_archive
+  # pylint: enable=g-import-not-at-top
+  chunks = []
+  make_chunk_fn = client_work.make_client_chunk_fn
+
+  def spied(*args):
+    fn = make_chunk_fn(*args)
+
+    def chunk(*call):
+      chunks.append((int(call[4]), int(call[5])))
+      return fn(*call)
+    return chunk
+
+  monkeypatch.setattr(client_work, "make_client_chunk_fn", spied)
+  archive = tiny_archive(tmp_path)
+  with flagsaver.flagsaver(**tiny_flags(archive, tmp_path / "runs",
+                                        runtime="inprocess", rounds=1,
+                                        episodes_per_round=6, client_chunk=2,
+                                        progress="none")):
+    train_fedmeta.main(["train_fedmeta"])
+  # Round 1: 2 clients report (M_min = 2 of 3 sampled), 3 chunks each.
+  assert sorted(set(chunks)) == [(0, 2), (2, 4), (4, 6)]
+  assert len(chunks) % 3 == 0 and len(chunks) >= 6
