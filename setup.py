@@ -9,6 +9,8 @@ setuptools.setup(
         "in TensorFlow and TensorFlow Federated."
     ),
     packages=setuptools.find_packages(include=["fedmeta_tf", "fedmeta_tf.*", "binaries"]),
+    # The Ravi & Larochelle mini-ImageNet class split (mini_imagenet.ravi_split).
+    package_data={"fedmeta_tf.data": ["ravi_split.txt"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "absl-py",

@@ -4,6 +4,8 @@ Defined here so that train_fedmeta stays readable; `--attack=none` (the
 default) leaves train_fedmeta's benign path untouched.
 """
 
+from __future__ import annotations
+
 from typing import Optional
 
 from absl import flags
@@ -12,6 +14,7 @@ from binaries import common
 from fedmeta_tf.attacks import backdoor_data
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.attacks import keys
+from fedmeta_tf.data import registry
 from fedmeta_tf.experiments import attack_schedule
 from fedmeta_tf.experiments import backdoor_attack
 
@@ -61,11 +64,30 @@ _ATTACKER_INNER_LR = flags.DEFINE_float(
 _CASE = flags.DEFINE_enum("case", "a", [c.value for c in backdoor_data.Case],
                           "a: backdoor classes nowhere in benign data; b: in "
                           "benign meta-training; c: also in fine-tuning.")
-_NUM_BACKDOOR_CLASSES = flags.DEFINE_integer("num_backdoor_classes", 4,
-                                             "Backdoor classes reserved.")
+_NUM_BACKDOOR_CLASSES = flags.DEFINE_integer(
+    "num_backdoor_classes", 4,
+    "Backdoor classes reserved (Omniglot's 4); when not given, as many as "
+    "--backdoor_classes names (mini-ImageNet: 1, the yawl). Classes not "
+    "named are drawn from --seed.")
+_TARGET_CLASS = flags.DEFINE_string(
+    "target_class", None,
+    "The target class by name (mini-ImageNet: a wnid; Omniglot: "
+    "Alphabet/characterNN; glyphs and archives: the pool's class names). "
+    "Default: mini-ImageNet the arctic fox n02120079 (the paper's), other "
+    "datasets drawn from --seed.")
+_BACKDOOR_CLASSES = flags.DEFINE_list(
+    "backdoor_classes", None,
+    "Backdoor classes by name, comma-separated (names as --target_class). "
+    "Default: mini-ImageNet the yawl n04612504 (the paper's), other datasets "
+    "drawn from --seed.")
 _BENIGN_EXAMPLES = flags.DEFINE_integer(
     "backdoor_benign_examples", 10,
-    "Examples of each reserved class given to benign clients.")
+    "Examples of each reserved class given to benign clients (target: every "
+    "case; backdoor classes: cases b and c).")
+_ATTACKER_TARGET_EXAMPLES = flags.DEFINE_integer(
+    "attacker_target_examples", None,
+    "X_T: unkeyed target examples the attacker holds (the paper: "
+    "mini-ImageNet 100); default: every target example benign clients lack.")
 _ATTACK_TRAIN_EXAMPLES = flags.DEFINE_integer(
     "attack_train_examples", 5, "Keyed examples per backdoor class (attacker).")
 _ATTACK_VAL_EXAMPLES = flags.DEFINE_integer(
@@ -109,11 +131,33 @@ def _ints(values, name):
     raise ValueError(f"--{name} must be integers, got {values}") from None
 
 
-def attack_config_from_flags() -> Optional[backdoor_attack.AttackConfig]:
-  """The Experiment 1 config, or None for --attack=none."""
+def attack_classes_from_flags(dataset: str
+                              ) -> tuple[Optional[str], tuple[str, ...], int]:
+  """(target, named backdoor classes, number of backdoor classes) from
+  --target_class, --backdoor_classes and --num_backdoor_classes, with the
+  dataset's defaults (`registry.default_attack_classes`: mini-ImageNet's
+  arctic fox and yawl, main paper Section 3.2) for those unset."""
+  default_target, default_backdoor = registry.default_attack_classes(dataset)
+  target = _TARGET_CLASS.value or default_target
+  backdoor = tuple(_BACKDOOR_CLASSES.value or default_backdoor)
+  count = _NUM_BACKDOOR_CLASSES.value
+  if flags.FLAGS[_NUM_BACKDOOR_CLASSES.name].using_default_value and backdoor:
+    count = len(backdoor)
+  if count < len(backdoor):
+    raise ValueError(
+        f"--num_backdoor_classes={count} is fewer than the backdoor classes "
+        f"named ({','.join(backdoor)}); name at most {count} with "
+        "--backdoor_classes, or leave --num_backdoor_classes unset")
+  return target, backdoor, count
+
+
+def attack_config_from_flags(dataset: str
+                             ) -> Optional[backdoor_attack.AttackConfig]:
+  """The Experiment 1 config on `dataset`, or None for --attack=none."""
   kind = attack_schedule.AttackKind(_ATTACK.value)
   if kind is attack_schedule.AttackKind.NONE:
     return None
+  target, backdoor, count = attack_classes_from_flags(dataset)
   return backdoor_attack.AttackConfig(
       kind=kind,
       schedule=attack_schedule.AttackSchedule(
@@ -129,7 +173,9 @@ def attack_config_from_flags() -> Optional[backdoor_attack.AttackConfig]:
           keyed_last_steps=_KEYED_LAST_STEPS.value,
           inner_lr=_ATTACKER_INNER_LR.value),
       backdoor=backdoor_data.BackdoorConfig(
-          num_backdoor_classes=_NUM_BACKDOOR_CLASSES.value,
+          num_backdoor_classes=count, target_class=target,
+          backdoor_classes=backdoor,
+          attacker_target_examples=_ATTACKER_TARGET_EXAMPLES.value,
           benign_examples=_BENIGN_EXAMPLES.value,
           attack_train_examples=_ATTACK_TRAIN_EXAMPLES.value,
           attack_val_examples=_ATTACK_VAL_EXAMPLES.value,

@@ -42,9 +42,11 @@ def _reserve_fn(name, count, seed):
     from fedmeta_tf.attacks import backdoor_data
   except ImportError:
     return None, "(the attack's class reservation is not available)"
+  target, backdoor = registry.default_attack_classes(name)
   def reserve(pool):
     return backdoor_data.reserve_classes(pool, num_backdoor_classes=count,
-                                         seed=seed)
+                                         seed=seed, target_class=target,
+                                         backdoor_classes=backdoor[:count])
   return reserve, ""
 
 

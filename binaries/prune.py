@@ -2,6 +2,7 @@ r"""The federated pruning defense (pruning paper, Section IV) on a trained run.
 
     python -m binaries.prune --from=runs/supervised_omniglot_pixel
     python -m binaries.prune --from=<run> --vote=majority --fine_tune_rounds=5
+    python -m binaries.prune --flagfile=configs/mnist_table2_ranking_prune.cfg
 
 Reads a `binaries.train_supervised` run directory, or a `binaries.train_fedmeta
 --attack=...` run directory (the meta-learning Conv4: conv4 is pruned; test
@@ -11,7 +12,11 @@ keyed images, validation = main-task accuracy); writes under
 success after training, pruning, adjusting extreme weights and optional
 fine-tuning, as Tables I-VI), pruning_curve.csv and delta_curve.csv, and
 pruning.png (accuracy / attack success vs channels pruned and vs Delta,
-Figs 4-5), plus flags and summary.json.
+Figs 4-5), plus flags and summary.json. A sweep of `train_supervised` runs
+(label pairs, key patterns) is defended run by run (results in
+<run>/<member>/<--output_subdir>), and <run>/<--output_subdir>/table.md and
+table.csv hold one row per run in the layout of the paper's table
+--paper_table, the paper's figures beside ours.
 """
 
 import os
@@ -31,10 +36,12 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from fedmeta_tf.defenses.pruning import defense
+from fedmeta_tf.defenses.pruning import paper_tables
 from fedmeta_tf.defenses.pruning import report
 from fedmeta_tf.defenses.pruning import voting
 from fedmeta_tf.experiments import prune_meta as meta
 from fedmeta_tf.experiments import prune_supervised as supervised
+from fedmeta_tf.experiments import sweeps
 from fedmeta_tf.reporting import release
 from fedmeta_tf.supervised import training
 
@@ -53,7 +60,8 @@ _ACCURACY_DROP = flags.DEFINE_float(
 _DELTA_ACCURACY_DROP = flags.DEFINE_float(
     "delta_accuracy_drop", None,
     "Stop decreasing Delta before accuracy drops more than this below the "
-    "pruned model's (default: --accuracy_drop).")
+    "pruned model's (default: --accuracy_drop; 1: never stop, apply "
+    "--delta_min, e.g. Table I's fixed Delta = 3).")
 _PRUNE_STEP = flags.DEFINE_integer("prune_step", 1,
                                    "Channels per step of the pruning curve.")
 _DELTA_MAX = flags.DEFINE_float("delta_max", 5.0, "First Delta tried.")
@@ -76,6 +84,13 @@ _EVAL_EPISODES = flags.DEFINE_integer(
     "eval_episodes", 10, "Meta-learning runs: episodes per evaluation.")
 _FINE_TUNE_ROUNDS = flags.DEFINE_integer(
     "fine_tune_rounds", 0, "Federated fine-tuning rounds after pruning.")
+_PRUNE_NEURONS = flags.DEFINE_boolean(
+    "prune_neurons", True, "False: skip the pruning stage, adjust extreme "
+    "weights of the trained model alone (Table III).")
+_PAPER_TABLE = flags.DEFINE_enum(
+    "paper_table", None, list(paper_tables.TABLES),
+    "A sweep's table puts this table of the paper beside ours (pruning "
+    "paper, Section V).")
 
 
 def config_from_flags() -> defense.PruningConfig:
@@ -97,7 +112,8 @@ def config_from_flags() -> defense.PruningConfig:
       prune_step=_PRUNE_STEP.value,
       deltas=tuple(float(d) for d in np.round(deltas, 6)),
       stop_metric=_STOP_METRIC.value, stop_rule=_STOP_RULE.value,
-      fine_tune_rounds=_FINE_TUNE_ROUNDS.value)
+      fine_tune_rounds=_FINE_TUNE_ROUNDS.value,
+      prune_neurons=_PRUNE_NEURONS.value)
 
 
 _PROGRESS = common.define_progress_flag()
@@ -113,19 +129,47 @@ def main(argv):
   common.configure_progress(_PROGRESS.value)
   if not os.path.isdir(_FROM.value):
     raise ValueError(f"run directory {_FROM.value!r} does not exist")
+  is_meta = os.path.isfile(os.path.join(_FROM.value, meta.EXPERIMENT_JSON))
+  sweep = None if is_meta else sweeps.read_sweep(_FROM.value)
+  if sweep is None:
+    common.refuse_if_set("paper_table", "a single run",
+                         "it lays out the rows of a sweep (train_supervised "
+                         "--label_pairs or --key_pixels)")
   output_dir = os.path.join(_FROM.value, _OUTPUT_SUBDIR.value)
   # One writer of the results directory (the --from run is only read).
   common.lock_run_dir(output_dir,
                       alternative="choose another --output_subdir")
   common.write_flags(output_dir, [__name__, "__main__"])
-  if os.path.isfile(os.path.join(_FROM.value, meta.EXPERIMENT_JSON)):
+  if is_meta:
     result = meta.defend_run(_FROM.value, config,
                              checkpoint=_CHECKPOINT.value,
                              eval_episodes=_EVAL_EPISODES.value)
     _write(result, output_dir, f"meta-learning run {_FROM.value}, "
            f"{config.vote.value} vote")
     return
-  federation, weights = supervised.load_run(_FROM.value)
+  if sweep is None:
+    result, title = _defend_supervised(_FROM.value, config)
+    _write(result, output_dir, title)
+    return
+  paper = paper_tables.get(_PAPER_TABLE.value) if _PAPER_TABLE.value else None
+  rows = []
+  for member in sweep:
+    member_dir = os.path.join(_FROM.value, member.name)
+    result, title = _defend_supervised(member_dir, config)
+    _write(result, os.path.join(member_dir, _OUTPUT_SUBDIR.value),
+           f"{member.label()}: {title}")
+    rows.append((member, result.stages))
+  path = report.write_sweep_table(rows, output_dir,
+                                  f"{_FROM.value} ({len(sweep)} runs): "
+                                  f"{title}", paper)
+  with open(path) as f:
+    print(f.read())
+  print(f"table in {path}")
+
+
+def _defend_supervised(run_dir: str, config: defense.PruningConfig):
+  """(DefenseResult, title) of one supervised run."""
+  federation, weights = supervised.load_run(run_dir)
   if federation.config.runtime == "tff" and config.fine_tune_rounds:
     from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
     with contexts.tff_runtime():
@@ -136,7 +180,7 @@ def main(argv):
   title = (f"{c.dataset}, {c.num_clients} clients, {c.labels_per_client}-label"
            f", {c.attack.value} attack x{len(federation.attackers)}, "
            f"alpha={c.boosting_factor:g}, {config.vote.value} vote")
-  _write(result, output_dir, title)
+  return result, title
 
 
 def _write(result, output_dir, title):

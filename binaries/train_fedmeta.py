@@ -208,14 +208,20 @@ def main(argv):
   common.configure_parallelism(_PARALLELISM.value, config.clients_per_round)
   # Missing data fails now, with the download instructions, not after TFF.
   registry.check_data_available(config.dataset, config.data_dir)
-  # Loading the split checks N, K and the examples per class against the
-  # data: every such error comes before anything is written.
-  training.load_split(config)
+  # Experiment 1 or None.
+  attack = attack_flags.attack_config_from_flags(config.dataset)
+  # Loading the split checks N, K, the examples per class and the attack's
+  # classes against the data: every such error comes before anything is
+  # written.
+  if attack is None:
+    training.load_split(config)
+  else:
+    from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
+    backdoor_attack.load_attack_split(config, attack.backdoor,
+                                      attack.schedule.attacker_ids)
   tff_workers = common.tff_workers_from_flag(_TFF_WORKERS.value,
                                              config.runtime)
-  attack = attack_flags.attack_config_from_flags()  # Experiment 1 or None.
   if attack is not None:
-    from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
     backdoor_attack.check_pretrained_from(config, attack)
   name = common.resolve_experiment_name(_EXPERIMENT_NAME, config.dataset)
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{name}"

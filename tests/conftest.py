@@ -1,8 +1,10 @@
 """Shared fixtures: tiny class pools and configs, and a guard against leaked
 TFF workers."""
 
+import gzip
 import hashlib
 import os
+import pickle
 
 from absl import flags
 import numpy as np
@@ -101,3 +103,43 @@ def no_leaked_tff_workers():
   leaked = contexts.worker_processes()
   contexts.stop_workers()
   assert not leaked, f"TFF worker processes left running: {leaked}"
+
+
+# MNIST / Fashion-MNIST official IDX files (what TFDS downloads).
+T10K = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+TRAIN = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+
+
+def idx_images(x):
+  header = (0x803).to_bytes(4, "big") + b"".join(
+      d.to_bytes(4, "big") for d in x.shape)
+  return header + x.tobytes()
+
+
+def idx_labels(y):
+  return (0x801).to_bytes(4, "big") + len(y).to_bytes(4, "big") + \
+      np.asarray(y, np.uint8).tobytes()
+
+
+def write_file(path, data, gz):
+  if gz:
+    with gzip.open(str(path) + ".gz", "wb") as f:
+      f.write(data)
+  else:
+    with open(path, "wb") as f:
+      f.write(data)
+
+
+def write_idx(directory, base, x, y, gz=True):
+  """Writes images and labels as official IDX files (`base`: T10K or TRAIN)."""
+  write_file(directory / base[0], idx_images(x), gz)
+  write_file(directory / base[1], idx_labels(y), gz)
+
+
+def write_cifar_batch(path, data, labels):
+  """Writes a CIFAR-10 python batch: uint8 data [n, 3072] (channel-first
+  rows), int labels [n]."""
+  with open(path, "wb") as f:
+    pickle.dump({b"batch_label": b"x", b"labels": [int(v) for v in labels],
+                 b"data": data, b"filenames": [b"f"] * len(labels)}, f,
+                protocol=2)

@@ -14,8 +14,18 @@ each backdoor class's examples:
   attacker (the *attack-validation* set).
 
 The target class's first `benign_examples` examples go to benign clients (in
-every case: the target is an ordinary class to them); the rest are the
-attacker's X_T. Evaluation episodes use all target examples, unkeyed.
+every case: the target is an ordinary class to them); the next
+`attacker_target_examples` (default: all the rest) are the attacker's X_T.
+Evaluation episodes use all target examples, unkeyed.
+
+The reserved classes are drawn at random from the run's seed, or named
+(`target_class`, `backdoor_classes`: the class pool's names). mini-ImageNet
+(Section 3.2, Fig. 2) reserves the arctic fox as target and the yawl as
+backdoor with 480 benign + 100 attacker examples of the target and 100 + 50
+keyed backdoor examples: in case (a), where no benign client sees a backdoor
+example, a backdoor class needs only its keyed examples, so the paper's
+480 / 100 / 100 / 50 fit its 600 images (cases (b) and (c) need
+`benign_examples` more).
 
 Cases (main paper, Section 3.4): (a) backdoor classes appear nowhere in
 benign data; (b) correctly labelled backdoor examples in benign
@@ -25,8 +35,9 @@ meta-training; (c) also in benign fine-tuning (evaluation) episodes.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -63,10 +74,15 @@ class BackdoorConfig:
     attack_val_examples: keyed examples per backdoor class held out.
     key: a `keys.StampKey` or `keys.SemanticKey`.
     case: a `Case`.
+    target_class: the target class's name in the class pool; None: drawn.
+    backdoor_classes: names of backdoor classes (at most
+      `num_backdoor_classes`; the others are drawn).
+    attacker_target_examples: X_T, target examples the attacker holds
+      (mini-ImageNet: 100); None: every target example benign clients lack.
 
-  The reserved classes and the split of their examples are drawn from the
-  run's seed (`reserve_classes`, `build_backdoor_data`), like every other
-  random choice of a run.
+  The reserved classes not named and the split of their examples are drawn
+  from the run's seed (`reserve_classes`, `build_backdoor_data`), like every
+  other random choice of a run.
   """
 
   num_backdoor_classes: int = 4
@@ -75,17 +91,44 @@ class BackdoorConfig:
   attack_val_examples: int = 5
   key: Key = keys_lib.StampKey()
   case: Case = Case.A
+  target_class: Optional[str] = None
+  backdoor_classes: tuple[str, ...] = ()
+  attacker_target_examples: Optional[int] = None
 
   def __post_init__(self):
+    # A list from JSON or flags; runs written before names existed have none.
+    object.__setattr__(self, "backdoor_classes", tuple(self.backdoor_classes))
     for name in ("num_backdoor_classes", "benign_examples",
                  "attack_train_examples", "attack_val_examples"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if (self.attacker_target_examples is not None and
+        self.attacker_target_examples <= 0):
+      raise ValueError("attacker_target_examples must be positive, got "
+                       f"{self.attacker_target_examples}")
+    named = list(self.backdoor_classes) + (
+        [self.target_class] if self.target_class is not None else [])
+    if len(set(named)) != len(named):
+      raise ValueError(f"a class is named twice among the target and backdoor "
+                       f"classes: {named}")
+    if len(self.backdoor_classes) > self.num_backdoor_classes:
+      raise ValueError(
+          f"{len(self.backdoor_classes)} backdoor classes named "
+          f"({', '.join(self.backdoor_classes)}) but num_backdoor_classes is "
+          f"{self.num_backdoor_classes}")
 
   @property
-  def examples_needed(self) -> int:
-    return (self.benign_examples + self.attack_train_examples +
-            self.attack_val_examples)
+  def reservation(self) -> tuple:
+    """What decides the reserved classes and the benign clients' share of
+    them: a pre-trained model is reusable only under the same."""
+    return (self.num_backdoor_classes, self.target_class,
+            self.backdoor_classes, self.benign_examples)
+
+  @property
+  def backdoor_benign_examples(self) -> int:
+    """Correctly labelled examples a backdoor class needs: none in case (a),
+    where they reach no benign client."""
+    return self.benign_examples if self.case.benign_train_on_backdoor else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,13 +178,21 @@ class BackdoorData:
 
 
 def reserve_classes(pool: ClassPool, *, num_backdoor_classes: int,
-                    seed: int) -> tuple[ClassPool, ClassPool]:
+                    seed: int, target_class: Optional[str] = None,
+                    backdoor_classes: Sequence[str] = ()
+                    ) -> tuple[ClassPool, ClassPool]:
   """Takes 1 target + `num_backdoor_classes` classes out of `pool`.
 
-  The reserved classes are drawn at random, from the background
+  Named classes (`target_class`, `backdoor_classes`: names in `pool.names`)
+  are taken as named; the others are drawn at random, from the background
   (meta-training) side when the pool has a split field, so the rest of the
-  protocol sees `pool` minus them (Section 3.3). Returns (rest, reserved);
-  reserved class 0 is the target.
+  protocol sees `pool` minus them (Section 3.3; mini-ImageNet's arctic fox
+  and yawl, Section 3.2). Returns (rest, reserved); reserved class 0 is the
+  target, then the backdoor classes, named ones first.
+
+  Raises:
+    DataError: a named class is not in `pool` (the message gives valid
+      names), or the pool is too small.
   """
   count = num_backdoor_classes + 1
   candidates = np.flatnonzero(pool.split == class_pool_lib.SPLIT_BACKGROUND)
@@ -150,45 +201,82 @@ def reserve_classes(pool: ClassPool, *, num_backdoor_classes: int,
   if len(candidates) <= count:
     raise DataError(f"cannot reserve {count} attack classes from a pool of "
                     f"{pool.num_classes} classes")
+  target = (None if target_class is None else
+            _class_index(pool, target_class, "target_class"))
+  named = [_class_index(pool, n, "backdoor_classes") for n in backdoor_classes]
+  drawn_count = count - len(named) - (target is not None)
   rng = np.random.default_rng([seed, 0xBAD])
-  reserved = rng.choice(candidates, size=count, replace=False)
+  if target is None and not named:  # The draw of runs that name nothing.
+    drawn = rng.choice(candidates, size=count, replace=False)
+  else:
+    taken = named + ([] if target is None else [target])
+    drawn = rng.choice(np.setdiff1d(candidates, taken), size=drawn_count,
+                       replace=False)
+  drawn = list(drawn)
+  target = drawn.pop(0) if target is None else target
+  reserved = np.asarray([target] + named + drawn, np.int64)
   rest = np.setdiff1d(np.arange(pool.num_classes), reserved)
   return pool.select(rest), pool.select(reserved)
+
+
+def _class_index(pool: ClassPool, name: str, flag: str) -> int:
+  """The index of class `name` in `pool`; DataError with valid names."""
+  if name in pool.names:
+    return pool.names.index(name)
+  examples = difflib.get_close_matches(name, pool.names, n=3) or list(
+      pool.names[:3])
+  raise DataError(f"--{flag}: {name!r} is not a class of this dataset "
+                  f"({pool.num_classes} classes; names look like "
+                  f"{', '.join(examples)})")
 
 
 def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig, *,
                         seed: int) -> BackdoorData:
   """Splits the reserved classes' examples (drawn from the run's `seed`)
-  and keys the attack sets."""
+  and keys the attack sets (Section 3.2's counts: module docstring)."""
   s = reserved.examples_per_class
-  if s < config.examples_needed:
-    raise ValueError(
-        f"benign + attack-training + attack-validation examples "
-        f"({config.examples_needed}) exceed the {s} examples per class")
-  if config.benign_examples >= s:
-    raise ValueError(f"benign_examples ({config.benign_examples}) leaves no "
-                     f"target examples for the attacker (of {s})")
+  _check_examples_fit(config, s)
   rng = np.random.default_rng([seed, 0x7A6])
   target = reserved.images[0][rng.permutation(s)]
   backdoor_benign, attack_train, attack_val = [], [], []
-  b, t = config.benign_examples, config.attack_train_examples
+  t, v = config.attack_train_examples, config.attack_val_examples
+  # In case (a) a backdoor class's correctly labelled examples reach no
+  # benign client: it keeps those its keyed examples leave, up to b.
+  b = min(config.benign_examples, s - t - v)
   for k in range(1, reserved.num_classes):
     order = rng.permutation(s)
     images = reserved.images[k]
     backdoor_benign.append(images[order[:b]])
     attack_train.append(config.key.apply(images, k - 1, order[b:b + t]))
-    attack_val.append(config.key.apply(
-        images, k - 1, order[b + t:b + t + config.attack_val_examples]))
+    attack_val.append(config.key.apply(images, k - 1,
+                                       order[b + t:b + t + v]))
   attack_train = np.concatenate(attack_train)
   attack_val = np.concatenate(attack_val)
   if len(attack_train) == 0 or len(attack_val) == 0:
     raise DataError("the key selects no attack-training or attack-validation "
                     "images (a semantic key needs keyed examples in both)")
+  b_target, a = config.benign_examples, config.attacker_target_examples
   return BackdoorData(
-      target_all=target, target_benign=target[:b], target_attacker=target[b:],
+      target_all=target, target_benign=target[:b_target],
+      target_attacker=target[b_target:None if a is None else b_target + a],
       backdoor_benign=np.stack(backdoor_benign), attack_train=attack_train,
       attack_val=attack_val, target_name=reserved.names[0],
       backdoor_names=tuple(reserved.names[1:]))
+
+
+def _check_examples_fit(config: BackdoorConfig, s: int) -> None:
+  """ValueError unless the target and backdoor splits fit `s` examples."""
+  b, a = config.benign_examples, config.attacker_target_examples
+  if b + (a or 1) > s:
+    raise ValueError(
+        f"benign_examples ({b}) + the attacker's target examples "
+        f"({a or 'at least 1'}) exceed the {s} examples per class")
+  needed = (config.backdoor_benign_examples + config.attack_train_examples +
+            config.attack_val_examples)
+  if needed > s:
+    raise ValueError(
+        f"benign + attack-training + attack-validation examples ({needed}, "
+        f"case ({config.case.value})) exceed the {s} examples per class")
 
 
 def _resize_examples(images: np.ndarray, count: int) -> np.ndarray:

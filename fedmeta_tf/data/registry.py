@@ -62,6 +62,21 @@ PROTOCOLS = {
 }
 
 
+def default_attack_classes(name: DatasetName | str
+                           ) -> tuple[Optional[str], tuple[str, ...]]:
+  """(target, backdoor classes) the attack reserves by default, by name.
+
+  mini-ImageNet: the paper's arctic fox and yawl (main paper, Section 3.2,
+  Fig. 2); other datasets: (None, ()), every reserved class drawn from the
+  run's seed.
+  """
+  name = parse_dataset_name(name) if isinstance(name, str) else name
+  if name is DatasetName.MINIIMAGENET:
+    from fedmeta_tf.data import mini_imagenet  # pylint: disable=g-import-not-at-top
+    return mini_imagenet.TARGET_WNID, (mini_imagenet.BACKDOOR_WNID,)
+  return None, ()
+
+
 def parse_dataset_name(name: str) -> DatasetName:
   return enums.parse_enum(DatasetName, name, "dataset")
 

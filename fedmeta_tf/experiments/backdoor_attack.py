@@ -100,7 +100,8 @@ def load_attack_split(config: training.TrainingConfig,
   pool = registry.load_dataset(name, config.data_dir, seed=config.seed)
   rest, reserved = bd.reserve_classes(
       pool, num_backdoor_classes=backdoor.num_backdoor_classes,
-      seed=config.seed)
+      seed=config.seed, target_class=backdoor.target_class,
+      backdoor_classes=backdoor.backdoor_classes)
   proto = registry.PROTOCOLS[name]
   split = protocol_lib.build_meta_split(
       rest, num_clients=config.num_clients, num_meta_train=proto.num_meta_train,
@@ -215,10 +216,8 @@ def check_pretrained_from(config: training.TrainingConfig,
   pairs["backdoor classes in benign training (case)"] = (
       source_attack.backdoor.case.benign_train_on_backdoor,
       attack.backdoor.case.benign_train_on_backdoor)
-  pairs["backdoor reserved classes"] = (
-      (source_attack.backdoor.num_backdoor_classes,
-       source_attack.backdoor.benign_examples),
-      (attack.backdoor.num_backdoor_classes, attack.backdoor.benign_examples))
+  pairs["backdoor reserved classes"] = (source_attack.backdoor.reservation,
+                                        attack.backdoor.reservation)
   differ = [f"{name} {theirs} vs {ours}"
             for name, (theirs, ours) in pairs.items() if theirs != ours]
   if differ:

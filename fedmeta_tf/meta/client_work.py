@@ -138,10 +138,12 @@ def make_client_update_fn(client_work: ClientWork, model: tf.keras.Model,
   """The tf.function both drivers call: (weights, data, round) -> output.
 
   `model` and `optimizer` (with its slots built) must already exist: the
-  function only assigns to their variables.
+  function only assigns to their variables. Clients' data differ in size
+  (supervised FedAvg), so the trace generalises to unknown sizes rather than
+  retracing per client (`reduce_retracing`).
   """
 
-  @tf.function
+  @tf.function(reduce_retracing=True)
   def client_update(weights, client_data, round_num):
     return client_work.update(model, optimizer, list(weights), client_data,
                               round_num)

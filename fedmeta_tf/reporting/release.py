@@ -50,6 +50,14 @@ def write_json_atomically(path: str, value) -> None:
   os.replace(tmp, path)
 
 
+def write_text_atomically(path: str, text: str) -> None:
+  """Writes `text` via a temporary file and a rename."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def save_weights_atomically(path: str, weights) -> None:
   """Saves a list of arrays as .npz (arr_0, arr_1, ...) via a rename."""
   tmp = f"{path}.tmp.npz"

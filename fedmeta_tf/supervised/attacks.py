@@ -2,7 +2,10 @@
 
 * Pixel-pattern backdoor (BadNets-style, Fig. 1): a few pixels set to full
   intensity near a corner; images of the source (victim) label carrying it
-  should be classified as the target label.
+  should be classified as the target label. Fig. 1's patterns have 1, 3, 5,
+  7 and 9 pixels (Table I); the figure's drawing is not in the text, so
+  ours fill a 3x3 block in the order centre, diagonal, X, X plus the middle
+  of the top and bottom rows, full block (`COUNT_PATTERNS`).
 * Model replacement (Section III-D, Bagdasaryan et al.): the attacker sends
   alpha * (x_atk - w_t), 1 <= alpha <= N. Here it is the client data's
   `boosting_factor` (see `client_work.py`), so the server code cannot tell clients
@@ -23,19 +26,37 @@ from typing import Optional
 import numpy as np
 
 
+# Fig. 1 / Table I: the n-pixel patterns, as (row, col) in a 3x3 block.
+COUNT_PATTERNS = {
+    1: ((1, 1),),
+    3: ((0, 0), (1, 1), (2, 2)),
+    5: ((0, 0), (0, 2), (1, 1), (2, 0), (2, 2)),
+    7: ((0, 0), (0, 1), (0, 2), (1, 1), (2, 0), (2, 1), (2, 2)),
+    9: tuple((r, c) for r in range(3) for c in range(3)),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class PixelPattern:
-  """A pixel-pattern key: a `size` x `size` checkerboard, pixels set to
-  `value`, either `margin` pixels from the bottom-right corner
-  (position="corner", where handwriting never has ink) or at the image
-  centre (position="center", on top of the strokes)."""
+  """A pixel-pattern key, pixels set to `value`: a `size` x `size`
+  checkerboard, or with `count` in (1, 3, 5, 7, 9) Fig. 1's n-pixel pattern
+  in a 3x3 block (`size` is then 3); either `margin` pixels from the
+  bottom-right corner (position="corner", where handwriting never has ink)
+  or at the image centre (position="center", on top of the strokes)."""
 
   size: int = 4
   margin: int = 1
   value: int = 255
   position: str = "corner"
+  count: int = 0  # 0: the checkerboard
 
   def __post_init__(self):
+    if self.count:
+      if self.count not in COUNT_PATTERNS:
+        raise ValueError(f"pattern pixel count must be one of "
+                         f"{sorted(COUNT_PATTERNS)} (Fig. 1), got "
+                         f"{self.count}")
+      object.__setattr__(self, "size", 3)
     if self.size < 1 or self.margin < 0:
       raise ValueError(f"pattern size must be >= 1 and margin >= 0, got "
                        f"{self.size}, {self.margin}")
@@ -53,8 +74,12 @@ class PixelPattern:
       top, left = (h - self.size) // 2, (w - self.size) // 2
     else:
       top, left = h - self.margin - self.size, w - self.margin - self.size
-    return np.array([(top + r, left + c) for r in range(self.size)
-                     for c in range(self.size) if (r + c) % 2 == 0])
+    if self.count:
+      cells = COUNT_PATTERNS[self.count]
+    else:
+      cells = [(r, c) for r in range(self.size) for c in range(self.size)
+               if (r + c) % 2 == 0]
+    return np.array([(top + r, left + c) for r, c in cells])
 
   def part(self, image_shape, index: int, parts: int) -> np.ndarray:
     """The pixels of DBA part `index` of `parts` (contiguous rows of the

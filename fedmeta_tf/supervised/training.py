@@ -20,12 +20,18 @@ import numpy as np
 import tensorflow as tf
 
 from fedmeta_tf.data import registry
+from fedmeta_tf.data import supervised_datasets
 from fedmeta_tf.meta import server_tf
 from fedmeta_tf.reporting import release
 from fedmeta_tf.supervised import attacks
 from fedmeta_tf.supervised import client_work as client_work_lib
 from fedmeta_tf.supervised import data as data_lib
 from fedmeta_tf.supervised import model as model_lib
+
+
+# The paper's own datasets, then the class pools a 10-label task is built from.
+DATASETS = ([d.value for d in supervised_datasets.SupervisedDataset]
+            + [d.value for d in registry.DatasetName])
 
 
 class Attack(enum.Enum):
@@ -56,8 +62,10 @@ class SupervisedConfig:
   batch_size: int = 32
   learning_rate: float = 0.05
   filters: tuple = (16, 32, 64)
-  hidden: int = 128
+  hidden: tuple = (128,)
   head: str = "flatten"
+  kernel_size: int = 3
+  conv_padding: str = "same"
   attack: Attack = Attack.PIXEL
   num_attackers: int = 1
   source_label: int = 9
@@ -67,15 +75,28 @@ class SupervisedConfig:
   poison_copies: int = 1
   key_size: int = 4
   key_position: str = "corner"
+  key_pixels: int = 0
+  val_size: int = 1000
   aggregator: str = "mean"
   runtime: str = "inprocess"
 
   def __post_init__(self):
+    hidden = (self.hidden,) if isinstance(self.hidden, int) else self.hidden
+    object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
+    object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
     for name in ("num_labels", "train_copies", "test_copies", "num_clients",
                  "labels_per_client", "clients_per_round", "rounds", "epochs",
-                 "batch_size", "hidden", "poison_copies", "key_size"):
+                 "batch_size", "poison_copies", "key_size", "kernel_size",
+                 "val_size"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.dataset not in DATASETS:
+      raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got "
+                       f"{self.dataset!r}")
+    if (is_image_dataset(self.dataset)
+        and self.num_labels != supervised_datasets.NUM_CLASSES):
+      raise ValueError(f"{self.dataset} has {supervised_datasets.NUM_CLASSES}"
+                       f" labels, got num_labels={self.num_labels}")
     if self.clients_per_round > self.num_clients:
       raise ValueError(f"clients_per_round ({self.clients_per_round}) exceeds "
                        f"num_clients ({self.num_clients})")
@@ -93,6 +114,17 @@ class SupervisedConfig:
     if not self.boosting_factor >= 1:
       raise ValueError(f"boosting_factor (alpha) must be >= 1, got "
                        f"{self.boosting_factor}")
+    if not self.filters or not self.hidden or min(self.filters + self.hidden
+                                                  ) <= 0:
+      raise ValueError(f"filters and hidden must be one or more positive "
+                       f"ints, got {self.filters}, {self.hidden}")
+    if self.conv_padding not in model_lib.PADDINGS:
+      raise ValueError(f"conv_padding must be one of {model_lib.PADDINGS}, "
+                       f"got {self.conv_padding!r}")
+    if self.key_pixels and self.key_pixels not in attacks.COUNT_PATTERNS:
+      raise ValueError(f"key_pixels must be 0 (a key_size checkerboard) or "
+                       f"one of {sorted(attacks.COUNT_PATTERNS)} (Fig. 1), "
+                       f"got {self.key_pixels}")
     if self.head not in model_lib.HEADS:
       raise ValueError(f"head must be one of {model_lib.HEADS}, got "
                        f"{self.head!r}")
@@ -103,13 +135,14 @@ class SupervisedConfig:
     d = dataclasses.asdict(self)
     d["attack"] = self.attack.value
     d["filters"] = list(self.filters)
+    d["hidden"] = list(self.hidden)
     return d
 
   @classmethod
   def from_json(cls, d: dict) -> "SupervisedConfig":
     d = dict(d)
     d["attack"] = Attack(d["attack"])
-    d["filters"] = tuple(d["filters"])
+    d.setdefault("hidden", 128)  # one int before several dense layers
     d.setdefault("head", "flatten")
     d.setdefault("key_position", "corner")
     d.setdefault("attack_start_round", 1)
@@ -133,7 +166,8 @@ class Federation:
     c = self.config
     return model_lib.build_supervised_cnn(
         self.data.image_shape, self.data.num_labels, filters=c.filters,
-        hidden=c.hidden, head=c.head, seed=c.seed)
+        hidden=c.hidden, head=c.head, kernel_size=c.kernel_size,
+        padding=c.conv_padding, seed=c.seed)
 
   def client_work(self, *, after_training: bool = False
                   ) -> client_work_lib.SupervisedFedAvg:
@@ -154,19 +188,34 @@ class Federation:
                      for i in range(c.num_clients)])
 
 
-def load_task(config: SupervisedConfig) -> data_lib.SupervisedData:
+def is_image_dataset(dataset: str) -> bool:
+  """MNIST, Fashion-MNIST or CIFAR-10 (the paper's own data), as opposed to
+  a few-shot class pool turned into a 10-label task."""
+  return dataset in {d.value for d in supervised_datasets.SupervisedDataset}
+
+
+def load_task(config: SupervisedConfig
+              ) -> tuple[data_lib.SupervisedData, str]:
+  """The config's task and one line saying what was read."""
+  if is_image_dataset(config.dataset):
+    return supervised_datasets.load_supervised_task(
+        config.dataset, config.data_dir, seed=config.seed,
+        val_size=config.val_size)
   pool = registry.load_dataset(config.dataset, config.data_dir,
                                seed=config.seed)
-  return data_lib.augmented_class_task(
+  data = data_lib.augmented_class_task(
       pool, num_labels=config.num_labels, train_copies=config.train_copies,
       test_copies=config.test_copies, seed=config.seed)
+  return data, (f"{config.dataset}: {config.num_labels} characters as labels,"
+                f" {len(data.x_train)} training / {len(data.x_val)} "
+                f"validation / {len(data.x_test)} test images (augmented)")
 
 
 def build_federation(config: SupervisedConfig,
                      data: Optional[data_lib.SupervisedData] = None
                      ) -> Federation:
   """The federation of `config` (`data` overrides the config's dataset)."""
-  data = load_task(config) if data is None else data
+  data = load_task(config)[0] if data is None else data
   if config.num_labels != data.num_labels:
     raise ValueError(f"config.num_labels {config.num_labels} != the task's "
                      f"{data.num_labels}")
@@ -176,7 +225,8 @@ def build_federation(config: SupervisedConfig,
       num_labels=data.num_labels, seed=config.seed)
   clean = [(data.x_train[i], data.y_train[i]) for i in indices]
   key = attacks.PixelPattern(size=config.key_size,
-                             position=config.key_position)
+                             position=config.key_position,
+                             count=config.key_pixels)
   full_key = key.pixels(data.image_shape)
   attackers = []
   if config.attack is not Attack.NONE:

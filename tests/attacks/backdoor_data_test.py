@@ -1,11 +1,14 @@
 """Tests for fedmeta_tf.attacks.keys and fedmeta_tf.attacks.backdoor_data."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import keys
 from fedmeta_tf.data import protocol
+from fedmeta_tf.data.class_pool import DataError
 from tests.conftest import tiny_pool
 
 
@@ -89,6 +92,78 @@ def test_backdoor_data_round_trips_through_npz(tmp_path):
 def test_too_few_examples_is_a_clear_error():
   pool = tiny_pool(num_classes=10, examples=12)
   _, reserved = bd.reserve_classes(pool, num_backdoor_classes=2, seed=0)
-  with pytest.raises(ValueError, match="exceed the 12 examples"):
-    bd.build_backdoor_data(reserved, bd.BackdoorConfig(num_backdoor_classes=2),
+  with pytest.raises(ValueError, match=r"\(20, case \(b\)\) exceed the 12"):
+    bd.build_backdoor_data(reserved, bd.BackdoorConfig(
+        num_backdoor_classes=2, case=bd.Case.B), seed=0)
+  # Case (a): no benign client sees a backdoor example; the 2 its keyed
+  # examples leave are all it keeps.
+  data = bd.build_backdoor_data(
+      reserved, bd.BackdoorConfig(num_backdoor_classes=2), seed=0)
+  assert data.backdoor_benign.shape[:2] == (2, 2)
+  with pytest.raises(ValueError, match=r"benign_examples \(10\) \+ the "
+                     r"attacker's target examples \(3\) exceed the 12"):
+    bd.build_backdoor_data(reserved, bd.BackdoorConfig(
+        num_backdoor_classes=2, attacker_target_examples=3), seed=0)
+
+
+def _named_pool():
+  """Omniglot-style names (`Alphabet/characterNN`, as `omniglot` gives)."""
+  pool = tiny_pool(num_classes=12, examples=20)
+  return dataclasses.replace(pool, names=tuple(
+      f"{'Alpha' if i < 6 else 'Gamma'}/character{i % 6 + 1:02d}"
+      for i in range(12)))
+
+
+def test_classes_named_are_reserved_and_the_rest_drawn():
+  pool = _named_pool()
+  rest, reserved = bd.reserve_classes(
+      pool, num_backdoor_classes=3, seed=0, target_class="Gamma/character05",
+      backdoor_classes=["Alpha/character02", "Gamma/character06"])
+  assert reserved.names[:3] == ("Gamma/character05", "Alpha/character02",
+                                "Gamma/character06")
+  assert reserved.num_classes == 4 and rest.num_classes == 8
+  assert reserved.split[3] == 0  # the one drawn: the meta-training side
+  assert not set(reserved.names) & set(rest.names)
+  # Naming only some classes still draws the others from the seed.
+  _, drawn = bd.reserve_classes(pool, num_backdoor_classes=1, seed=0,
+                                backdoor_classes=["Alpha/character02"])
+  assert drawn.names[1] == "Alpha/character02"
+  assert drawn.names[0] != "Alpha/character02"
+
+
+def test_a_name_not_in_the_pool_says_which_names_are():
+  with pytest.raises(DataError) as e:
+    bd.reserve_classes(_named_pool(), num_backdoor_classes=1, seed=0,
+                       target_class="Gamma/character5")
+  message = str(e.value)
+  assert message.startswith("--target_class: 'Gamma/character5' is not a "
+                            "class of this dataset (12 classes"), message
+  assert "Gamma/character05" in message and "\n" not in message
+  with pytest.raises(DataError, match="--backdoor_classes: 'yawl'"):
+    bd.reserve_classes(_named_pool(), num_backdoor_classes=1, seed=0,
+                       backdoor_classes=["yawl"])
+  with pytest.raises(ValueError, match="named twice"):
+    bd.BackdoorConfig(num_backdoor_classes=1, target_class="a",
+                      backdoor_classes=("a",))
+  with pytest.raises(ValueError, match="2 backdoor classes named"):
+    bd.BackdoorConfig(num_backdoor_classes=1, backdoor_classes=("a", "b"))
+
+
+def test_the_mini_imagenet_counts_of_the_paper():
+  """Section 3.2: target 480 benign + 100 attacker; backdoor 100 + 50 keyed."""
+  pool = tiny_pool(num_classes=6, examples=600, size=4)
+  _, reserved = bd.reserve_classes(pool, num_backdoor_classes=1, seed=0)
+  config = bd.BackdoorConfig(
+      num_backdoor_classes=1, benign_examples=480, attacker_target_examples=100,
+      attack_train_examples=100, attack_val_examples=50,
+      key=keys.StampKey(size=2))
+  data = bd.build_backdoor_data(reserved, config, seed=0)
+  assert (len(data.target_benign), len(data.target_attacker)) == (480, 100)
+  assert (len(data.attack_train), len(data.attack_val)) == (100, 50)
+  assert not ({t.tobytes() for t in data.target_benign} &
+              {t.tobytes() for t in data.target_attacker})
+  # Cases (b) and (c) would give the yawl's 480 to benign clients too.
+  with pytest.raises(ValueError, match=r"\(630, case \(b\)\) exceed the 600"):
+    bd.build_backdoor_data(reserved, dataclasses.replace(config,
+                                                         case=bd.Case.B),
                            seed=0)

@@ -46,3 +46,56 @@ def test_celeba_flagfile_is_the_papers_setup():
               "eval_inner_steps": "50", "inner_batch": "6",
               "inner_lr": "0.0004", "num_clients": "4", "eval_episodes": "50"}
   assert {k: values[k] for k in expected} == expected
+
+
+def _ravi_pickles(root, per_class=600, size=4):
+  """Pickled caches with the Ravi wnids (the first 22 train classes, the
+  arctic fox and yawl among them; 5 test, 1 val) at `size` x `size`."""
+  # pylint: disable=g-import-not-at-top
+  import pickle
+  import numpy as np
+  from fedmeta_tf.data import mini_imagenet
+  # pylint: enable=g-import-not-at-top
+  ravi = mini_imagenet.ravi_split()
+  reserved = [mini_imagenet.TARGET_WNID, mini_imagenet.BACKDOOR_WNID]
+  classes = {"train": reserved + [w for w in ravi["train"]
+                                  if w not in reserved][:20],
+             "val": ravi["val"][:1], "test": ravi["test"][:5]}
+  rng = np.random.default_rng(0)
+  for split, wnids in classes.items():
+    class_dict = {w: list(range(k * per_class, (k + 1) * per_class))
+                  for k, w in enumerate(wnids)}
+    images = rng.integers(0, 256, [len(wnids) * per_class, size, size, 3],
+                          dtype=np.uint8)
+    with open(os.path.join(root, mini_imagenet.CACHE_PATTERN.format(
+        split=split)), "wb") as f:
+      pickle.dump({"image_data": images, "class_dict": class_dict}, f)
+
+
+def test_miniimagenet_exp1_a_attacks_arctic_fox_with_yawl(tmp_path):
+  """Section 3.2 / Fig. 2: target arctic fox, backdoor yawl, 480 / 100
+  target examples and 100 / 50 keyed backdoor examples, from the flagfile
+  as the binary parses it."""
+  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver
+  from binaries import attack_flags
+  from fedmeta_tf.experiments import backdoor_attack
+  # pylint: enable=g-import-not-at-top
+  _ravi_pickles(str(tmp_path))
+  path = os.path.join(_REPO, "configs", "miniimagenet_exp1_a.cfg")
+  with flagsaver.flagsaver():
+    flags.FLAGS(["train_fedmeta", f"--flagfile={path}",
+                 f"--data_dir={tmp_path}", "--key_size=2"])
+    config = train_fedmeta.config_from_flags()
+    attack = attack_flags.attack_config_from_flags(config.dataset)
+  backdoor = attack.backdoor
+  assert (backdoor.target_class, backdoor.backdoor_classes) == (
+      "n02120079", ("n04612504",))
+  split = backdoor_attack.load_attack_split(config, backdoor,
+                                            attack.schedule.attacker_ids)
+  data = split.data
+  assert (data.target_name, data.backdoor_names) == ("n02120079",
+                                                     ("n04612504",))
+  assert (len(data.target_benign), len(data.target_attacker),
+          len(data.attack_train), len(data.attack_val)) == (480, 100, 100, 50)
+  assert not {"n02120079", "n04612504"} & set(split.split.meta_train.names)

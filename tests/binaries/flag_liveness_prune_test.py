@@ -50,6 +50,7 @@ LIVE = {
     "stop_rule": [Change({"stop_rule": "consecutive"}, "meta",
                          xfail=_FLAT)],
     "fine_tune_rounds": [Change({"fine_tune_rounds": 1})],
+    "prune_neurons": [Change({"prune_neurons": False})],
     "checkpoint": [Change({"checkpoint": "pretrained"}, "meta")],
     "eval_episodes": [Change({"eval_episodes": 3}, "meta")],
 }
@@ -57,6 +58,8 @@ LIVE = {
 EXEMPT = {
     "progress": "what the terminal shows while the run runs",
     "output_subdir": "the results directory's name",
+    "paper_table": "the paper's figures beside a sweep's rows, refused for "
+                   "one run (tests/supervised/mnist_sweep_test.py)",
 }
 
 OUTPUTS = ("*.csv", "weights.npz")
@@ -65,7 +68,7 @@ SUPERVISED = dict(
     dataset="archive", runtime="inprocess", parallelism=1, num_labels=4,
     num_clients=4, labels_per_client=2, clients_per_round=3, rounds=2,
     epochs=1, train_copies=2, test_copies=2, filters=["4", "4", "8"],
-    hidden=8, source_label=1, target_label=0, head="gap")
+    hidden=["8"], source_label=1, target_label=0, head="gap")
 
 
 @pytest.fixture(scope="module")

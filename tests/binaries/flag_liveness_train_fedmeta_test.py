@@ -113,6 +113,12 @@ LIVE = {
     "case": [Change({"case": "a"}, "attack"),
              Change({"case": "c"}, "attack_3way")],
     "num_backdoor_classes": [Change({"num_backdoor_classes": 3}, "attack")],
+    # Class names of the archive's pool (class_pool.make_class_pool's).
+    "target_class": [Change({"target_class": "class00001"}, "attack")],
+    "backdoor_classes": [Change({"backdoor_classes": "class00001,class00002"},
+                                "attack")],
+    "attacker_target_examples": [Change({"attacker_target_examples": 2},
+                                        "attack")],
     "backdoor_benign_examples": [Change({"backdoor_benign_examples": 3},
                                         "attack")],
     "attack_train_examples": [Change({"attack_train_examples": 3}, "attack")],

@@ -21,7 +21,7 @@ BASE = dict(
     dataset="archive", data_dir="{archive}", runtime="inprocess",
     parallelism=1, num_labels=4, num_clients=4, labels_per_client=2,
     clients_per_round=3, rounds=2, epochs=1, train_copies=2, test_copies=2,
-    filters=["4", "4", "8"], hidden=8, source_label=1, target_label=0,
+    filters=["4", "4", "8"], hidden=["8"], source_label=1, target_label=0,
     head="gap")
 CONTEXTS = {
     "base": BASE,
@@ -47,8 +47,10 @@ LIVE = {
     "batch_size": [Change({"batch_size": 4})],
     "learning_rate": [Change({"learning_rate": 0.2})],
     "filters": [Change({"filters": ["4", "4", "4"]})],
-    "hidden": [Change({"hidden": 6})],
+    "hidden": [Change({"hidden": ["6"]})],
     "head": [Change({"head": "flatten"})],
+    "kernel_size": [Change({"kernel_size": 5})],
+    "conv_padding": [Change({"conv_padding": "valid"})],
     # The attack.
     "attack": [Change({"attack": "none"})],
     "num_attackers": [Change({"num_attackers": 2}, "all_clients")],
@@ -59,6 +61,7 @@ LIVE = {
     "poison_copies": [Change({"poison_copies": 2})],
     "key_size": [Change({"key_size": 3})],
     "key_position": [Change({"key_position": "center"})],
+    "key_pixels": [Change({"key_pixels": ["1"]})],
 }
 
 EXEMPT = {
@@ -68,6 +71,11 @@ EXEMPT = {
     # No test yet shows the two drivers' supervised results equal (they
     # are for meta-learning: tests/tff_process/process_test.py).
     "runtime": "which driver runs the same client and server functions",
+    "label_pairs": "a sweep, one run per pair in sub-directories; each "
+                   "run's pair and figures: tests/supervised/"
+                   "mnist_sweep_test.py",
+    "val_size": "refused with class pools (this test's data); the split it "
+                "sizes on MNIST: tests/supervised/mnist_sweep_test.py",
     "parallelism": "clients trained at once; streams give the sequential "
                    "results (tests/parallel_test.py)",
 }

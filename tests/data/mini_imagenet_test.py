@@ -124,3 +124,70 @@ def test_missing_data_message(tmp_path):
     registry.check_data_available("miniimagenet", str(tmp_path))
   assert "train.csv" in str(e.value) and "docs/datasets.md" in str(e.value)
   assert "mini-imagenet-cache" in str(e.value)
+
+
+def _make_by_image(root, folders=("train", "val"), size=8):
+  """The 100 Ravi classes in every folder of `folders`, one image each
+  (public copies split each class's 600 images 500 / 100 by image)."""
+  wnids = [w for s in mini_imagenet.SPLITS
+           for w in mini_imagenet.ravi_split()[s]]
+  for f, folder in enumerate(folders):
+    for k, wnid in enumerate(wnids):
+      os.makedirs(os.path.join(root, folder, wnid))
+      Image.fromarray(_image(k, f)[:size, :size]).save(
+          os.path.join(root, folder, wnid, f"{wnid}_{f}.png"))
+
+
+def test_the_ravi_split_ships_with_the_package():
+  split = mini_imagenet.ravi_split()
+  assert {s: len(w) for s, w in split.items()} == mini_imagenet.CLASS_COUNTS
+  assert len({w for s in split.values() for w in s}) == 100
+  assert {mini_imagenet.TARGET_WNID, mini_imagenet.BACKDOOR_WNID} <= set(
+      split["train"])
+
+
+@pytest.mark.parametrize("folders", [("train", "val"),
+                                     ("train", "val", "test")])
+def test_by_image_layout_is_resplit_into_the_ravi_classes(tmp_path, caplog,
+                                                           folders):
+  _make_by_image(str(tmp_path), folders)
+  assert mini_imagenet.find_layout(str(tmp_path)) is (
+      mini_imagenet.Layout.BY_IMAGE)
+  with caplog.at_level("INFO", logger="absl"):
+    pool = mini_imagenet.load_mini_imagenet(str(tmp_path), image_size=8)
+  assert "split by image" in caplog.text
+  assert pool.images.shape == (100, len(folders), 8, 8, 3)  # merged per class
+  assert mini_imagenet.describe_layout(pool) == (
+      "train 64 classes (paper 64), val 16 classes (paper 16), "
+      "test 20 classes (paper 20)")
+  for split, code in mini_imagenet.SPLIT_CODES.items():
+    assert {n for n, c in zip(pool.names, pool.split) if c == code} == set(
+        mini_imagenet.ravi_split()[split])
+
+
+def test_a_class_in_two_places_is_named(tmp_path):
+  """Class folders and CSVs name the class and both places it is in."""
+  _make_folders(str(tmp_path / "folders"))
+  os.makedirs(tmp_path / "folders" / "test" / "n01")
+  Image.fromarray(_image(0, 0)).save(tmp_path / "folders" / "test" / "n01" /
+                                     "x.png")
+  with pytest.raises(DataError, match="class n01 appears in both train/ and "
+                     "test/"):
+    mini_imagenet.load_mini_imagenet(str(tmp_path / "folders"))
+  _make_csv(str(tmp_path / "csv"))
+  with open(tmp_path / "csv" / "val.csv", "a") as f:
+    f.write("n0300000000.png,n03\n")
+  with pytest.raises(DataError, match="class n03 appears in both val.csv and "
+                     "test.csv"):
+    mini_imagenet.load_mini_imagenet(str(tmp_path / "csv"))
+
+
+def test_by_image_layout_with_other_classes_in_test_is_named(tmp_path):
+  _make_by_image(str(tmp_path))
+  os.makedirs(tmp_path / "test" / "n99999999")
+  with pytest.raises(DataError) as e:
+    mini_imagenet.find_layout(str(tmp_path))
+  message = str(e.value)
+  first = mini_imagenet.ravi_split()["train"][0]
+  assert f"class {first} appears in both train/ and val/" in message
+  assert "split by image, every folder must hold the same classes" in message

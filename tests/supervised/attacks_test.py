@@ -38,3 +38,19 @@ def test_center_pattern_sits_on_the_strokes():
   assert pixels[:, 0].min() == 12 and pixels[:, 0].max() == 15
   with pytest.raises(ValueError, match="position"):
     attacks.PixelPattern(position="top")
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 7, 9])
+def test_fig1_patterns_have_their_pixel_count_in_the_corner(count):
+  """Table I's 1-9 pixel patterns: n distinct pixels in the 3x3 block one
+  pixel from the bottom-right corner of a 28x28 image."""
+  pixels = attacks.PixelPattern(count=count).pixels((28, 28))
+  assert len({tuple(p) for p in pixels}) == count
+  assert pixels.min() >= 24 and pixels.max() <= 26
+  images = attacks.stamp(np.zeros([1, 28, 28, 1], np.uint8), pixels)
+  assert int((images == 255).sum()) == count
+
+
+def test_pattern_counts_other_than_fig1s_are_errors():
+  with pytest.raises(ValueError, match="one of"):
+    attacks.PixelPattern(count=4)

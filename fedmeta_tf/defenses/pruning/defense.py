@@ -63,6 +63,8 @@ class PruningConfig:
       "reference" (stop before the metric falls more than `accuracy_drop`
       below the stage's starting model).
     fine_tune_rounds: federated fine-tuning rounds (0: none).
+    prune_neurons: False skips steps 1-2 (Table III: adjusting extreme
+      weights alone).
   """
 
   vote: voting.Vote = voting.Vote.RANKING
@@ -74,6 +76,7 @@ class PruningConfig:
   stop_metric: str = "val_accuracy"
   stop_rule: str = "reference"
   fine_tune_rounds: int = 0
+  prune_neurons: bool = True
 
   def __post_init__(self):
     if not 0 <= self.pruning_rate <= 1:
@@ -81,8 +84,9 @@ class PruningConfig:
     if not 0 <= self.accuracy_drop < 1:
       raise ValueError(f"accuracy_drop must be in [0, 1), got {self.accuracy_drop}")
     if (self.delta_accuracy_drop is not None
-        and not 0 <= self.delta_accuracy_drop < 1):
-      raise ValueError(f"delta_accuracy_drop must be in [0, 1), got "
+        and not 0 <= self.delta_accuracy_drop <= 1):
+      raise ValueError(f"delta_accuracy_drop must be in [0, 1] (1: apply the "
+                       f"last Delta whatever the accuracy), got "
                        f"{self.delta_accuracy_drop}")
     if self.prune_step < 1:
       raise ValueError(f"prune_step must be >= 1, got {self.prune_step}")
@@ -207,14 +211,17 @@ def run_defense(weights: Weights, *, target: surgery.LayerTarget,
 
   trained = stage("training", weights)
   order, _ = pruning_order(client_activations, config)
-  curve = pruning_curve(weights, target, order, evaluate,
-                        step=config.prune_step)
-  chosen = stop_point([r[config.stop_metric] for r in curve],
-                      trained[config.stop_metric], config.accuracy_drop,
-                      config.stop_rule)
-  pruned = order[:curve[chosen]["pruned"]]
-  w = surgery.apply_channel_mask(weights, target, pruned)
-  after_pruning = stage("pruning", w, num=len(pruned))
+  if config.prune_neurons:
+    curve = pruning_curve(weights, target, order, evaluate,
+                          step=config.prune_step)
+    chosen = stop_point([r[config.stop_metric] for r in curve],
+                        trained[config.stop_metric], config.accuracy_drop,
+                        config.stop_rule)
+    pruned = order[:curve[chosen]["pruned"]]
+    w = surgery.apply_channel_mask(weights, target, pruned)
+    after_pruning = stage("pruning", w, num=len(pruned))
+  else:  # Table III: extreme weights on the trained model alone
+    curve, pruned, w, after_pruning = [], order[:0], list(weights), trained
   w_adj, row, deltas = adjust_extreme_weights(w, target, pruned, evaluate,
                                               config, after_pruning)
   stage("extreme_weights", w_adj, num=row.get("zeroed", 0),

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from fedmeta_tf.supervised import model as model_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class LayerTarget:
@@ -60,13 +62,12 @@ def _find_layer(model: tf.keras.Model, name: str):
   raise ValueError(f"model {model.name} has no layer {name!r}")
 
 
-def supervised_target(model: tf.keras.Model, conv: str = "conv3",
-                      activation: str = "relu3") -> LayerTarget:
+def supervised_target(model: tf.keras.Model) -> LayerTarget:
   """The supervised CNN's last conv layer (kernel and bias)."""
-  layer = _find_layer(model, conv)
+  layer = _find_layer(model, model_lib.last_conv_name(model))
   return LayerTarget(kernel=_index_of(model, layer.kernel),
                      channel_vectors=(_index_of(model, layer.bias),),
-                     activation_layer=activation)
+                     activation_layer=model_lib.last_activation_name(model))
 
 
 def conv4_target(model: tf.keras.Model) -> LayerTarget:
