@@ -13,6 +13,7 @@ from absl import flags
 
 from binaries import common
 from binaries import data_preflight
+from binaries import protocol_flags
 from binaries import quiet
 from fedmeta_tf.data import describe
 from fedmeta_tf.data import registry
@@ -98,8 +99,10 @@ def main(argv):
   count = (_RESERVE.value if _RESERVE.value >= 0 else
            describe.PAPER_BACKDOOR_CLASSES.get(name, 0))
   reserve, note = _reserve_fn(name, count, _SEED.value)
-  counts = describe.protocol_counts(pool, name, num_clients=_NUM_CLIENTS.value,
-                                    seed=_SEED.value, reserve=reserve)
+  counts = describe.protocol_counts(
+      pool, name, num_clients=_NUM_CLIENTS.value, seed=_SEED.value,
+      reserve=reserve,
+      protocol=protocol_flags.protocol_from_flags(_DATASET.value))
   lines = describe.format_counts(counts, name)
   lines.insert(2, f"original split: {describe.class_count_summary(pool)}")
   if reserve is not None:

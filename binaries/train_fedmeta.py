@@ -28,6 +28,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import attack_flags
 from binaries import common
+from binaries import protocol_flags
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.experiments import runners
@@ -170,7 +171,8 @@ def config_from_flags() -> training.TrainingConfig:
       aggregator=_AGGREGATOR.value, secure_sum_bound=_SECURE_SUM_BOUND.value,
       max_update_norm=_MAX_UPDATE_NORM.value,
       dropout_rate=_DROPOUT_RATE.value, dropout_policy=_DROPOUT_POLICY.value,
-      model_variant=_MODEL_VARIANT.value, filters=_FILTERS.value)
+      model_variant=_MODEL_VARIANT.value, filters=_FILTERS.value,
+      protocol=protocol_flags.protocol_from_flags(_DATASET.value))
 
 
 def check_flags_take_effect() -> None:
@@ -227,7 +229,8 @@ def main(argv):
   output_dir = f"{_ROOT_OUTPUT_DIR.value}/{name}"
   common.lock_run_dir(output_dir)  # One writer; before --overwrite deletes.
   if common.prepare_run_dir(output_dir,
-                            [__name__, "__main__", attack_flags.__name__],
+                            [__name__, "__main__", attack_flags.__name__,
+                             protocol_flags.__name__],
                             overwrite=_OVERWRITE.value):
     print(f"{output_dir} already holds this finished run (summary.json); "
           "pass --overwrite to run it again")

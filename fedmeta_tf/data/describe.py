@@ -57,18 +57,18 @@ class ProtocolCounts:
 
 def protocol_counts(pool: ClassPool, name: registry.DatasetName, *,
                     num_clients: int, seed: int,
-                    reserve: Optional[Reserve] = None) -> ProtocolCounts:
-  """Applies the protocol of `name` to `pool` and counts the result."""
+                    reserve: Optional[Reserve] = None,
+                    protocol: Optional[registry.Protocol] = None
+                    ) -> ProtocolCounts:
+  """Applies `protocol` (None: the paper's of `name`) to `pool`, counts."""
   reserved = 0
   if reserve is not None:
     pool, reserved_pool = reserve(pool)
     reserved = reserved_pool.num_classes
-  proto = registry.PROTOCOLS[name]
-  split = protocol_lib.build_meta_split(
-      pool, num_clients=num_clients, num_meta_train=proto.num_meta_train,
-      heldout_per_class=proto.heldout_per_class, rotate=proto.rotate,
-      seed=seed)
-  split = registry.augment_split(name, split)
+  proto = protocol or registry.PROTOCOLS[name]
+  split = protocol_lib.split_by_protocol(
+      pool, proto, dataset=name.value, num_clients=num_clients, seed=seed,
+      reserved=reserved)
   rotations = len(protocol_lib.ROTATIONS) if proto.rotate else 1
   return ProtocolCounts(
       pool_classes=pool.num_classes + reserved,

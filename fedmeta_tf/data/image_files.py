@@ -2,8 +2,9 @@
 
 Every folder-based loader (Omniglot's official layout, mini-ImageNet's class
 folders and CSV layout, CelebA's manual download) reads images through here,
-so a corrupt or unreadable file always surfaces as one `DataError` line that
-names the file, instead of a PIL traceback deep inside a loop.
+so a bad file always surfaces as one `DataError` line that names the file
+and says whether it is missing, unreadable or corrupt (present but not
+decodable), instead of a PIL traceback deep inside a loop.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ def list_subdirectories(directory: str) -> list[str]:
                 os.path.isdir(os.path.join(directory, d)))
 
 
+def bad_image_error(path: str, error: Exception) -> DataError:
+  """The one-line error for an image file that could not be decoded."""
+  if isinstance(error, FileNotFoundError) or not os.path.lexists(path):
+    return DataError(f"missing image file {path!r} (not found)")
+  if isinstance(error, (PermissionError, IsADirectoryError)):
+    return DataError(f"unreadable image file {path!r}: "
+                     f"{type(error).__name__}: {error}")
+  return DataError(f"corrupt image file {path!r} (present but cannot be "
+                   f"decoded): {type(error).__name__}: {error}")
+
+
 def decode_image(path: str, *, channels: Channels, size: Optional[int] = None,
                  invert: bool = False,
                  center_crop: Optional[tuple[int, int, int, int]] = None
@@ -69,8 +81,7 @@ def decode_image(path: str, *, channels: Channels, size: Optional[int] = None,
         image = image.resize((size, size), Image.LANCZOS)
       array = np.asarray(image, dtype=np.uint8)
   except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-    raise DataError(f"corrupt or unreadable image file {path!r}: "
-                    f"{type(e).__name__}: {e}") from None
+    raise bad_image_error(path, e) from None
   if array.ndim == 2:
     array = array[..., None]
   return array

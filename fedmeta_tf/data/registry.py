@@ -1,7 +1,8 @@
 """Datasets by name, with the papers' protocols (main paper, Sections 3.2-3.3).
 
 `load_dataset(name, data_dir)` returns the class pool; `PROTOCOLS[name]` says
-how the papers split it. The embedded `glyphs` dataset needs no data_dir.
+how the papers split it, and `protocol_for(name, **sizes)` that protocol with
+the sizes the binaries' flags set (`protocol.split_by_protocol` applies it). The embedded `glyphs` dataset needs no data_dir.
 Loaders of real datasets raise `DataError` with a one-line message naming
 what was looked for, where, and how to get it.
 """
@@ -28,24 +29,69 @@ class DatasetName(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-  """How a dataset is split (main paper, Section 3.3).
+  """How a dataset is split (main paper, Sections 3.2 and 3.3).
+
+  The sizes are flags of the binaries (`--num_meta_train`, `--num_meta_test`,
+  `--examples_per_class`, `--heldout_per_class`; `with_sizes`); unset, they
+  are the paper's (`PROTOCOLS`).
 
   Attributes:
-    num_meta_train: meta-training classes drawn at random; None: use the
-      dataset's own background/evaluation split.
+    num_meta_train: meta-training classes: drawn at random (`own_split`
+      False), or drawn from the dataset's own meta-training classes; None:
+      all of those (`own_split` True only).
     heldout_per_class: examples of each meta-training class held out.
     rotate: x4 rotation augmentation (Omniglot protocol).
     augment_factor: training examples of meta-training classes are augmented
       this many times, after the held-out examples are taken out (CelebA: 6,
       `celeba.augment_x6`; see `augment_split`).
+    num_meta_test: meta-testing classes, drawn from the classes left (or from
+      the dataset's own meta-testing classes); None: all of them.
+    examples_per_class: examples of each class used, drawn at random (CelebA:
+      images per identity, chosen by the loader); None: all.
+    own_split: meta-train / meta-test classes come from the dataset's own
+      split (`ClassPool.split`: background / evaluation); default: True when
+      `num_meta_train` is None.
   """
 
   num_meta_train: Optional[int]
   heldout_per_class: int
   rotate: bool
   augment_factor: int = 1
+  num_meta_test: Optional[int] = None
+  examples_per_class: Optional[int] = None
+  own_split: Optional[bool] = None
+
+  def __post_init__(self):
+    if self.own_split is None:
+      object.__setattr__(self, "own_split", self.num_meta_train is None)
+    if not self.own_split and self.num_meta_train is None:
+      raise ValueError("a protocol without the dataset's own split needs a "
+                       "number of meta-training classes")
+    for name in ("num_meta_train", "num_meta_test", "examples_per_class"):
+      value = getattr(self, name)
+      if value is not None and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if self.heldout_per_class < 0:
+      raise ValueError(f"heldout_per_class must be >= 0, got "
+                       f"{self.heldout_per_class}")
+
+  def with_sizes(self, **sizes: Optional[int]) -> "Protocol":
+    """This protocol with the sizes given (not None) replaced."""
+    return dataclasses.replace(
+        self, **{k: v for k, v in sizes.items() if v is not None})
+
+  @classmethod
+  def from_json(cls, d: Optional[dict], dataset: str) -> "Protocol":
+    """From a saved config; None (saved before the sizes were flags): the
+    dataset's paper protocol."""
+    if d is None:
+      return PROTOCOLS[parse_dataset_name(dataset)]
+    return cls(**d)
 
 
+# The papers' protocols. Omniglot: 1200 random classes of 1623, 20 examples
+# each (all); mini-ImageNet: the Ravi split, 64 / 20 classes of 600 images
+# (all); CelebA: 2156 / 200 identities of 30 images (Section 3.2).
 PROTOCOLS = {
     DatasetName.GLYPHS: Protocol(num_meta_train=None, heldout_per_class=5,
                                  rotate=True),
@@ -56,10 +102,17 @@ PROTOCOLS = {
     DatasetName.MINIIMAGENET: Protocol(num_meta_train=None, heldout_per_class=20,
                                        rotate=False),
     DatasetName.CELEBA: Protocol(num_meta_train=2156, heldout_per_class=5,
-                                 rotate=False, augment_factor=6),
+                                 rotate=False, augment_factor=6,
+                                 num_meta_test=200, examples_per_class=30),
     DatasetName.ARCHIVE: Protocol(num_meta_train=None, heldout_per_class=5,
                                   rotate=False),
 }
+
+
+def protocol_for(name: DatasetName | str, **sizes: Optional[int]) -> Protocol:
+  """The paper's protocol of `name` with the sizes given (flags) replaced."""
+  name = parse_dataset_name(name) if isinstance(name, str) else name
+  return PROTOCOLS[name].with_sizes(**sizes)
 
 
 def default_attack_classes(name: DatasetName | str
@@ -100,14 +153,15 @@ def check_data_available(name: DatasetName | str,
     celeba_files.find_source(data_dir)
 
 
-def augment_split(name: DatasetName | str, split):
-  """Applies `PROTOCOLS[name].augment_factor` to a MetaSplit's training pool.
+def augment_split(name: DatasetName | str, split,
+                  protocol: Optional[Protocol] = None):
+  """Applies `protocol.augment_factor` to a MetaSplit's training pool.
 
   Only `meta_train` (the clients' training examples) is augmented; held-out
-  and meta-test examples stay as they are.
+  and meta-test examples stay as they are. `protocol` None: `PROTOCOLS[name]`.
   """
   name = parse_dataset_name(name) if isinstance(name, str) else name
-  factor = PROTOCOLS[name].augment_factor
+  factor = (protocol or PROTOCOLS[name]).augment_factor
   if factor == 1:
     return split
   from fedmeta_tf.data import celeba  # pylint: disable=g-import-not-at-top
@@ -120,8 +174,19 @@ def augment_split(name: DatasetName | str, split):
 
 
 def load_dataset(name: DatasetName | str, data_dir: Optional[str] = None, *,
-                 seed: int = 0) -> ClassPool:
-  """The class pool of dataset `name`."""
+                 seed: int = 0, protocol: Optional[Protocol] = None,
+                 reserved: int = 0) -> ClassPool:
+  """The class pool of dataset `name`.
+
+  Args:
+    name: the dataset.
+    data_dir: where it is.
+    seed: the run's seed.
+    protocol: the split it is for (None: `PROTOCOLS[name]`); CelebA's loader
+      selects `examples_per_class` images per identity and refuses too few
+      identities before preparing anything (`celeba_files.too_few_identities`).
+    reserved: classes the attack takes out of the pool first (CelebA's check).
+  """
   name = parse_dataset_name(name) if isinstance(name, str) else name
   if name is DatasetName.GLYPHS:
     from fedmeta_tf.data import glyphs  # pylint: disable=g-import-not-at-top
@@ -134,7 +199,14 @@ def load_dataset(name: DatasetName | str, data_dir: Optional[str] = None, *,
     return mini_imagenet.load_mini_imagenet(data_dir)
   if name is DatasetName.CELEBA:
     from fedmeta_tf.data import celeba  # pylint: disable=g-import-not-at-top
-    return celeba.load_celeba(data_dir, seed=seed).pool
+    proto = protocol or PROTOCOLS[name]
+    selection = celeba.IdentitySelection(
+        images_per_identity=proto.examples_per_class or
+        celeba.IMAGES_PER_IDENTITY)
+    return celeba.load_celeba(
+        data_dir, seed=seed, selection=selection,
+        meta_classes=(proto.num_meta_train, proto.num_meta_test,
+                      reserved)).pool
   if name is DatasetName.ARCHIVE:
     if not data_dir or not os.path.isfile(data_dir):
       raise DataError(f"dataset 'archive' needs --data_dir to be the path of a "

@@ -96,18 +96,17 @@ def load_attack_split(config: training.TrainingConfig,
                       attacker_ids) -> AttackSplit:
   """The protocol of `training.load_split` with the attack classes reserved
   first (Section 3.3: 1623 - 5 = 1200 meta-train + 418 meta-test)."""
-  name = registry.parse_dataset_name(config.dataset)
-  pool = registry.load_dataset(name, config.data_dir, seed=config.seed)
+  pool = registry.load_dataset(
+      config.dataset, config.data_dir, seed=config.seed,
+      protocol=config.protocol, reserved=backdoor.num_backdoor_classes + 1)
   rest, reserved = bd.reserve_classes(
       pool, num_backdoor_classes=backdoor.num_backdoor_classes,
       seed=config.seed, target_class=backdoor.target_class,
       backdoor_classes=backdoor.backdoor_classes)
-  proto = registry.PROTOCOLS[name]
-  split = protocol_lib.build_meta_split(
-      rest, num_clients=config.num_clients, num_meta_train=proto.num_meta_train,
-      heldout_per_class=proto.heldout_per_class, rotate=proto.rotate,
-      seed=config.seed)
-  split = registry.augment_split(name, split)
+  split = protocol_lib.split_by_protocol(
+      rest, config.protocol, dataset=config.dataset,
+      num_clients=config.num_clients, seed=config.seed,
+      reserved=reserved.num_classes)
   training.check_split_fits(split, config)
   data = bd.build_backdoor_data(reserved, backdoor, seed=config.seed)
   pools = bd.make_client_pools(split, data, backdoor.case,
@@ -168,6 +167,7 @@ def configs_from_json(d: dict) -> tuple[training.TrainingConfig, AttackConfig]:
   t["reptile"] = reptile_tf.ReptileConfig(**t["reptile"])
   t["evaluation"] = meta_test_lib.EvalConfig(**t["evaluation"])
   t["runtime"] = training.Runtime(t["runtime"])
+  t["protocol"] = registry.Protocol.from_json(t.get("protocol"), t["dataset"])
   a = dict(d["attack"])
   a["kind"] = schedule_lib.AttackKind(a["kind"])
   a["schedule"] = schedule_lib.AttackSchedule(
@@ -210,7 +210,7 @@ def check_pretrained_from(config: training.TrainingConfig,
   source, source_attack = load_run(attack.pretrained_from)
   pairs = {name: (getattr(source, name), getattr(config, name)) for name in (
       "dataset", "seed", "num_clients", "clients_per_round", "reptile",
-      "model_variant", "filters")}
+      "model_variant", "filters", "protocol")}
   pairs["pretrain_rounds"] = (source_attack.pretrain_rounds,
                               attack.pretrain_rounds)
   pairs["backdoor classes in benign training (case)"] = (

@@ -63,8 +63,13 @@ class TrainingConfig:
   dropout_policy: str = "wait"
   model_variant: str = "maxpool"
   filters: int = 64
+  # The split's sizes (main paper, Sections 3.2-3.3); None: the dataset's
+  # paper protocol, `registry.PROTOCOLS` (also for configs saved without it).
+  protocol: Optional[registry.Protocol] = None
 
   def __post_init__(self):
+    if self.protocol is None:
+      object.__setattr__(self, "protocol", registry.protocol_for(self.dataset))
     # "tff" becomes Runtime.TFF here: the runtime is compared by identity.
     object.__setattr__(self, "runtime",
                        enums.parse_enum(Runtime, self.runtime, "runtime"))
@@ -120,15 +125,11 @@ def check_split_fits(split: protocol_lib.MetaSplit, config: TrainingConfig):
 def load_split(config: TrainingConfig) -> protocol_lib.MetaSplit:
   """The dataset split by its protocol, checked against `config` (cached:
   binaries load it once to validate, then train on it)."""
-  name = registry.parse_dataset_name(config.dataset)
-  pool = registry.load_dataset(name, config.data_dir, seed=config.seed)
-  proto = registry.PROTOCOLS[name]
-  split = protocol_lib.build_meta_split(
-      pool, num_clients=config.num_clients,
-      num_meta_train=proto.num_meta_train,
-      heldout_per_class=proto.heldout_per_class, rotate=proto.rotate,
-      seed=config.seed)
-  split = registry.augment_split(name, split)  # CelebA x6 (Section 3.2).
+  pool = registry.load_dataset(config.dataset, config.data_dir,
+                               seed=config.seed, protocol=config.protocol)
+  split = protocol_lib.split_by_protocol(  # CelebA x6 (Section 3.2).
+      pool, config.protocol, dataset=config.dataset,
+      num_clients=config.num_clients, seed=config.seed)
   check_split_fits(split, config)
   return split
 

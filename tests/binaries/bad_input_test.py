@@ -85,10 +85,11 @@ def test_non_positive_learning_rates(previous_run, capsys, flag):
   _assert_usage_error(previous_run, capsys, flag, **{flag: -0.1})
 
 
-def test_boosting_factor_below_one(previous_run, capsys):
-  # --backdoor_eval_episodes as tiny --eval_episodes: no other refusal.
-  _assert_usage_error(previous_run, capsys, "boosting_factor",
-                      attack="boosted", boosting_factor=0.5,
+def test_non_positive_boosting_factor(previous_run, capsys):
+  # --backdoor_eval_episodes as tiny --eval_episodes: no other refusal. (The
+  # attack's lambda may be below 1; it must be positive.)
+  _assert_usage_error(previous_run, capsys, "boosting_factor must be positive",
+                      attack="boosted", boosting_factor=0.0,
                       backdoor_eval_episodes=2)
 
 

@@ -36,7 +36,9 @@ def test_describe_data_on_an_omniglot_like_archive(tmp_path):
   # 40 classes cannot hold the paper's 1200 meta-train classes: clear error.
   result = _describe("--dataset=omniglot", f"--data_dir={tmp_path}")
   assert result.returncode == 2
-  assert "meta-training classes must be in [1, 34]" in result.stderr
+  assert ("omniglot: 40 classes qualify, the protocol needs at least 1,206 "
+          "(1,200 meta-training + 1 meta-testing + 5 reserved for the attack); "
+          "pass --num_meta_train=") in result.stderr
   result = _describe("--dataset=archive", f"--data_dir={path}",
                      "--reserve_backdoor_classes=0", "--num_clients=2")
   assert result.returncode == 0, result.stderr[-2000:]

@@ -61,6 +61,11 @@ LIVE = {
     "dataset": [Change({"dataset": "glyphs", "data_dir": "{glyphs_dir}"})],
     "data_dir": [Change({"data_dir": "{other_archive}"})],
     "seed": [Change({"seed": 1})],
+    # The protocol's sizes (the archive's own split: 20 / 10 classes of 12).
+    "num_meta_train": [Change({"num_meta_train": 12})],
+    "num_meta_test": [Change({"num_meta_test": 5})],
+    "examples_per_class": [Change({"examples_per_class": 10})],
+    "heldout_per_class": [Change({"heldout_per_class": 3})],
     "rounds": [Change({"rounds": 2})],
     "num_clients": [Change({"num_clients": 5})],
     "clients_per_round": [Change({"clients_per_round": 4})],

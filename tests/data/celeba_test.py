@@ -8,6 +8,7 @@ from PIL import Image
 
 from fedmeta_tf.data import celeba
 from fedmeta_tf.data import celeba_files
+from fedmeta_tf.data import image_files
 from fedmeta_tf.data import registry
 from fedmeta_tf.data.class_pool import DataError
 
@@ -44,9 +45,14 @@ def test_missing_data_fails_cheaply_with_instructions(tmp_path):
     assert celeba_files.DOWNLOAD_URL in message
     assert "docs/datasets.md" in message and "identity_CelebA.txt" in message
   (tmp_path / celeba_files.IDENTITY_FILE).write_text("")
-  with pytest.raises(DataError, match=r"missing img_align_celeba/ \(or "
-                     r"img_celeba/\), list_attr_celeba.txt"):
+  with pytest.raises(DataError, match=r"\(missing img_align_celeba/ \(or "
+                     r"img_celeba/\)\):"):
     celeba_files.find_source(str(tmp_path))
+  # The attribute file is needed for the hat key alone.
+  os.makedirs(tmp_path / celeba_files.ALIGNED_FOLDER)
+  source, files = celeba_files.find_source(str(tmp_path))
+  assert source is celeba_files.Source.MANUAL
+  assert files.attribute_file is None
 
 
 def test_manual_files_in_official_subfolders(tmp_path):
@@ -103,7 +109,8 @@ def test_in_the_wild_folder_and_corrupt_image(tmp_path):
   assert face.shape == (64, 64, 3)
   with open(os.path.join(files.images_dir, "000002.jpg"), "wb") as f:
     f.write(b"\xff\xd8 truncated")
-  with pytest.raises(DataError, match="000002.jpg"):
+  with pytest.raises(DataError, match=r"corrupt image file .*000002.jpg.*"
+                     r"present but cannot be decoded"):
     celeba.load_celeba(str(tmp_path), min_images=3)
 
 
@@ -135,3 +142,124 @@ def test_protocol_augments_training_examples_only():
   assert augmented.meta_train.examples_per_class == 24
   assert augmented.meta_train_heldout.examples_per_class == 2
   assert augmented.meta_test.examples_per_class == 6
+
+
+def _load(root, **kwargs):
+  return celeba.load_celeba(
+      str(root), seed=0, min_images=3,
+      selection=celeba.IdentitySelection(images_per_identity=3), **kwargs)
+
+
+def test_identity_file_header_line_is_skipped(tmp_path):
+  _make_manual(str(tmp_path))
+  path = tmp_path / celeba_files.IDENTITY_FILE
+  plain = celeba_files.read_identities(str(path))
+  body = path.read_text()
+  for header in ("image_id identity\n", "202599\n", "17\nimage_id identity\n"):
+    path.write_text(header + body)
+    assert celeba_files.read_identities(str(path)) == plain
+  path.write_text(body + "000099.jpg seven\n")
+  with pytest.raises(DataError, match="line 18 is not '<file> <identity>'"):
+    celeba_files.read_identities(str(path))
+
+
+def test_attribute_csv_equals_txt(tmp_path):
+  _make_manual(str(tmp_path))
+  txt = tmp_path / celeba_files.ATTRIBUTE_FILE
+  lines = txt.read_text().splitlines()
+  rows = [",".join(["image_id"] + lines[1].split())]
+  rows += [",".join(line.split()) for line in lines[2:]]
+  (tmp_path / celeba_files.ATTRIBUTE_CSV).write_text("\n".join(rows) + "\n")
+  names = ("Wearing_Hat", "Male")
+  from_txt = celeba_files.read_attributes(str(txt), names)
+  from_csv = celeba_files.read_attributes(
+      str(tmp_path / celeba_files.ATTRIBUTE_CSV), names)
+  assert from_csv == from_txt and len(from_txt) == 17
+  assert from_txt["000001.jpg"] == (True, True)
+  os.remove(txt)
+  files = celeba_files.find_manual_files(str(tmp_path))
+  assert files.attribute_file.endswith(celeba_files.ATTRIBUTE_CSV)
+
+
+def test_partial_image_folder_uses_complete_identities(tmp_path, caplog):
+  _make_manual(str(tmp_path))
+  images = tmp_path / celeba_files.ALIGNED_FOLDER
+  os.remove(images / "000007.jpg")  # One of identity 2's 3 images.
+  scan = celeba_files.scan_manual(celeba_files.find_manual_files(str(tmp_path)))
+  assert scan.missing_files == 1 and sorted(scan.complete) == [3, 4, 5, 7]
+  assert celeba_files.partial_line(scan, str(images)) == (
+      f"celeba: 4 of 5 identities have all their images under {images} "
+      "(1 image files missing); using those")
+  with caplog.at_level("WARNING"):
+    data = _load(tmp_path)
+  assert "4 of 5 identities have all their images" in caplog.text
+  assert data.pool.names == ("identity3", "identity5", "identity7")
+  assert data.backdoor_name == "identity7"
+
+
+def test_missing_and_corrupt_images_are_told_apart(tmp_path):
+  missing = str(tmp_path / "absent.png")
+  with pytest.raises(DataError, match=r"missing image file .*absent.png.* "
+                     r"\(not found\)"):
+    image_files.decode_image(missing, channels=image_files.Channels.RGB)
+  (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+  with pytest.raises(DataError, match=r"corrupt image file .*broken.png.*"
+                     r"present but cannot be decoded"):
+    image_files.decode_image(str(tmp_path / "broken.png"),
+                             channels=image_files.Channels.RGB)
+
+
+def test_too_few_identities_says_counts_before_preparing(tmp_path):
+  _make_manual(str(tmp_path))
+  os.remove(tmp_path / celeba_files.ALIGNED_FOLDER / "000007.jpg")
+  with pytest.raises(DataError) as e:
+    _load(tmp_path, meta_classes=(10, 5))
+  assert str(e.value) == (
+      "celeba: 3 identities qualify (>= 3 images, all present; 1 image files "
+      "listed in identity_CelebA.txt are missing), the protocol needs 15 "
+      "(10 meta-training + 5 meta-testing); pass --num_meta_train=... "
+      "--num_meta_test=... for a smaller protocol")
+  # The paper's protocol, through the registry, with the attack's 2 reserved
+  # identities; nothing was prepared.
+  with pytest.raises(DataError, match=r"celeba: 0 identities qualify \(>= 30 "
+                     r"images, .*needs 2,358 \(2,156 meta-training \+ 200 "
+                     r"meta-testing \+ 2 reserved for the attack\); pass "
+                     r"--num_meta_train=\.\.\. --num_meta_test=\.\.\."):
+    registry.load_dataset("celeba", str(tmp_path), reserved=2)
+  # The flags' sizes, through the registry.
+  with pytest.raises(DataError, match=r"needs 7 \(4 meta-training \+ 3 "):
+    registry.load_dataset("celeba", str(tmp_path), protocol=(
+        registry.protocol_for("celeba", num_meta_train=4, num_meta_test=3)))
+  assert not celeba_files.is_prepared(str(tmp_path))
+
+
+def test_prepared_dataset_is_rebuilt_when_manual_files_change(tmp_path,
+                                                              caplog):
+  _make_manual(str(tmp_path))
+  txt = tmp_path / celeba_files.ATTRIBUTE_FILE
+  attributes = txt.read_text()
+  os.remove(txt)  # Benign training needs no attribute file.
+  benign = _load(tmp_path)
+  assert benign.backdoor_name is None and len(benign.keyed_train) == 0
+  assert benign.pool.groups == ("unknown",) * 4
+  assert celeba_files.find_source(str(tmp_path))[0] is (
+      celeba_files.Source.PREPARED)
+  (tmp_path / celeba_files.ATTRIBUTE_CSV).write_text(
+      "image_id," + attributes.splitlines()[1].replace(" ", ",") + "\n" +
+      "\n".join(",".join(line.split())
+                for line in attributes.splitlines()[2:]) + "\n")
+  with caplog.at_level("WARNING"):
+    keyed = _load(tmp_path)
+  assert "changed since" in caplog.text and "attribute file" in caplog.text
+  assert keyed.backdoor_name == "identity7"
+  assert keyed.keyed_train[:, 32, 32, 2].min() > 200  # The hat photos.
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    again = _load(tmp_path)  # Unchanged: read as prepared.
+  assert "changed since" not in caplog.text
+  np.testing.assert_array_equal(again.pool.images, keyed.pool.images)
+  os.remove(tmp_path / celeba_files.ALIGNED_FOLDER / "000007.jpg")
+  with caplog.at_level("WARNING"):
+    partial = _load(tmp_path)
+  assert "images" in caplog.text.split("changed since")[1]
+  assert "identity2" not in partial.pool.names

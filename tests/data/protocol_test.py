@@ -5,6 +5,7 @@ import pytest
 
 from fedmeta_tf.data import class_pool
 from fedmeta_tf.data import protocol
+from fedmeta_tf.data import registry
 from tests.conftest import tiny_pool
 
 
@@ -84,3 +85,60 @@ def test_real_omniglot_archive_loads(omniglot_archive):
   assert pool.images.shape == (1623, 20, 28, 28, 1)
   assert (pool.split == 0).sum() == 964
   assert pool.names[0].startswith(pool.groups[0])
+
+
+def test_protocol_sizes_reach_the_split():
+  """--num_meta_train / --num_meta_test / --examples_per_class /
+  --heldout_per_class as `registry.Protocol` sizes (Sections 3.2-3.3)."""
+  pool = tiny_pool(num_classes=12, examples=8)  # own split: 8 / 4 classes
+  proto = registry.protocol_for("archive", num_meta_train=5, num_meta_test=3,
+                                examples_per_class=6, heldout_per_class=1)
+  split = protocol.split_by_protocol(pool, proto, dataset="archive",
+                                     num_clients=2, seed=0)
+  assert split.meta_train.num_classes == 5
+  assert split.meta_test.num_classes == 3
+  assert split.meta_train.examples_per_class == 5
+  assert split.meta_train_heldout.examples_per_class == 1
+  assert split.meta_test.examples_per_class == 6
+  assert set(split.meta_train.names) <= set(pool.names[:8])  # background
+  # Drawn at random from all classes (Omniglot's kind), x4 rotations.
+  omni = registry.protocol_for("omniglot", num_meta_train=7, num_meta_test=2)
+  split = protocol.split_by_protocol(pool, omni, dataset="omniglot",
+                                     num_clients=2, seed=0)
+  assert split.meta_train.num_classes == 28 and split.meta_test.num_classes == 8
+  # Unset sizes: the paper's.
+  assert registry.protocol_for("celeba") == registry.PROTOCOLS[
+      registry.DatasetName.CELEBA]
+  assert registry.Protocol.from_json(None, "celeba").num_meta_test == 200
+
+
+def test_too_few_classes_is_one_line_naming_the_flags():
+  pool = tiny_pool(num_classes=77, examples=4)
+  with pytest.raises(class_pool.DataError) as e:
+    protocol.split_by_protocol(pool, registry.protocol_for("omniglot"),
+                               dataset="omniglot", num_clients=4, seed=0)
+  assert str(e.value) == (
+      "omniglot: 77 classes qualify, the protocol needs at least 1,201 "
+      "(1,200 meta-training + 1 meta-testing); pass --num_meta_train=... "
+      "--num_meta_test=... for a smaller protocol")
+  with pytest.raises(class_pool.DataError, match=r"^omniglot: 82 classes "
+                     r"qualify, the protocol needs at least 1,206 \(1,200 "
+                     r"meta-training \+ 1 meta-testing \+ 5 reserved"):
+    protocol.split_by_protocol(pool, registry.protocol_for("omniglot"),
+                               dataset="omniglot", num_clients=4, seed=0,
+                               reserved=5)
+  with pytest.raises(class_pool.DataError, match=r"^archive: its own split has "
+                     r"8 meta-training classes, the protocol needs 9; pass "
+                     r"--num_meta_train"):
+    protocol.split_by_protocol(
+        tiny_pool(), registry.protocol_for("archive", num_meta_train=9),
+        dataset="archive", num_clients=4, seed=0)
+  with pytest.raises(class_pool.DataError, match=r"have 8 examples, the "
+                     r"protocol takes 9; pass --examples_per_class=8"):
+    protocol.split_by_protocol(
+        tiny_pool(), registry.protocol_for("archive", examples_per_class=9),
+        dataset="archive", num_clients=4, seed=0)
+  with pytest.raises(ValueError, match="--heldout_per_class"):
+    protocol.split_by_protocol(
+        tiny_pool(), registry.protocol_for("archive", heldout_per_class=8),
+        dataset="archive", num_clients=4, seed=0)

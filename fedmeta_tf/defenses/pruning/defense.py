@@ -175,8 +175,12 @@ def adjust_extreme_weights(weights: Weights, target: surgery.LayerTarget,
                       reference[config.stop_metric], config.delta_drop,
                       config.stop_rule)
   row = curve[chosen]
-  if row[config.stop_metric] < (reference[config.stop_metric]
-                                - config.delta_drop - 1e-12):
+  # Index 0 is also what stop_point returns when the first Delta itself
+  # stops: then nothing is zeroed. (Past index 0 the stop rule has accepted
+  # the row; under "consecutive" it may lie more than the drop below the
+  # reference after a slow decline.)
+  if chosen == 0 and row[config.stop_metric] < (
+      reference[config.stop_metric] - config.delta_drop - 1e-12):
     return list(weights), {**reference, "delta": None, "zeroed": 0}, curve
   adjusted, _ = surgery.zero_extreme_weights(weights, target, row["delta"],
                                              pruned)

@@ -100,6 +100,37 @@ def test_extreme_weight_stage_has_its_own_tolerance():
     defense.PruningConfig(delta_accuracy_drop=-0.1)
 
 
+def test_consecutive_rule_applies_the_delta_after_a_slow_decline():
+  """Section V-C: Delta decreases until the accuracy drops over 1 % between
+  two points. A decline of 0.8 points per step is accepted step after step
+  even when it ends more than 1 point below the pruned model (the Delta is
+  applied, not refused); a first Delta that itself drops more is refused."""
+  kernel = np.linspace(-1.0, 1.0, 40, dtype=np.float32).reshape([1, 1, 10, 4])
+  target = surgery.LayerTarget(kernel=0, channel_vectors=(),
+                               activation_layer="x")
+
+  def accuracy(first_step_cost):
+    def evaluate(w):
+      zeroed = int(np.sum(w[0] == 0))
+      cost = 0.002 * zeroed + (first_step_cost if zeroed else 0.0)
+      return {"val_accuracy": 0.9 - cost, "test_accuracy": 0.9 - cost,
+              "attack_success": 0.0}
+    return evaluate
+
+  # Outside mu +- Delta sigma: 4, 8, 12 weights (0.8, 1.6, 2.4 points).
+  config = defense.PruningConfig(prune_neurons=False, stop_rule="consecutive",
+                                 deltas=(1.6, 1.4, 1.2), accuracy_drop=0.01)
+  stages = defense.run_defense([kernel], target=target,
+                               client_activations=[np.ones(4)],
+                               evaluate=accuracy(0.0), config=config).stages
+  assert [s["stage"] for s in stages] == ["training", "extreme_weights"]
+  assert stages[1]["delta"] == 1.2 and stages[1]["num"] == 12
+  stages = defense.run_defense([kernel], target=target,
+                               client_activations=[np.ones(4)],
+                               evaluate=accuracy(0.05), config=config).stages
+  assert stages[1]["delta"] is None and stages[1]["num"] == 0
+
+
 def test_config_validation():
   with pytest.raises(ValueError, match="accuracy_drop"):
     defense.PruningConfig(accuracy_drop=1.5)
