@@ -86,16 +86,16 @@ def plot(result: defense.DefenseResult, path: str, title: str = "") -> None:
   ax.set_title("neuron pruning (cf. Fig. 4)")
   ax.legend(loc="lower left", fontsize=8)
   ax = axes[1]
-  for rows, style, tag in ((result.deltas, ".", "after pruning"),
-                           (result.deltas_after_fine_tune, "o",
-                            "after fine-tuning")):
+  for rows, marker, tag in ((result.deltas, ".", "after pruning"),
+                            (result.deltas_after_fine_tune, "o",
+                             "after fine-tuning")):
     if not rows:
       continue
     d = [r["delta"] for r in rows]
-    ax.plot(d, [r["test_accuracy"] for r in rows], "-" + style,
-            label=f"test acc, {tag}", ms=4)
-    ax.plot(d, [r["attack_success"] for r in rows], "--" + style,
-            label=f"attack success, {tag}", ms=4)
+    ax.plot(d, [r["test_accuracy"] for r in rows], linestyle="-",
+            marker=marker, label=f"test acc, {tag}", ms=4)
+    ax.plot(d, [r["attack_success"] for r in rows], linestyle="--",
+            marker=marker, label=f"attack success, {tag}", ms=4)
   ax.invert_xaxis()
   ax.set_xlabel("Delta (weights outside mu +- Delta*sigma zeroed)")
   ax.set_ylim(-0.02, 1.02)
