@@ -14,13 +14,16 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from binaries import common
 from tests.binaries.train_fedmeta_test import tiny_flags
+from tests.conftest import T10K
 from tests.conftest import snapshot_files
 from tests.conftest import tiny_attack_configs
 from tests.conftest import tiny_archive
+from tests.conftest import write_idx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
@@ -208,6 +211,15 @@ def attack_run(tmp_path_factory):
   return str(run_dir)
 
 
+def _tiny_mnist(directory) -> str:
+  """MNIST's official t10k files, 20 noise images per digit."""
+  y = np.repeat(np.arange(10, dtype=np.uint8), 20)
+  x = np.random.default_rng(0).integers(0, 256, (len(y), 28, 28), np.uint8)
+  directory.mkdir(parents=True)
+  write_idx(directory, T10K, x, y)
+  return str(directory)
+
+
 @pytest.mark.parametrize("binary", ["finetune", "defend", "prune",
                                     "train_supervised"])
 def test_binary_refuses_a_directory_another_process_writes(
@@ -219,10 +231,11 @@ def test_binary_refuses_a_directory_another_process_writes(
                  f"{attack_run}/defend/held", " or choose another --name"),
       "prune": ([f"--from={attack_run}"], os.path.join(attack_run, "pruning"),
                 " or choose another --output_subdir"),
+      # (The data is checked before the lock: MNIST-layout test files.)
       "train_supervised": (
-          ["--dataset=archive", f"--data_dir={archive}",
-           f"--root_output_dir={tmp_path}", "--experiment_name=sup"],
-          f"{tmp_path}/sup", " or choose another --experiment_name"),
+          ["--dataset=mnist", f"--data_dir={_tiny_mnist(tmp_path / 'mnist')}",
+           f"--root_output_dir={tmp_path / 'runs'}", "--experiment_name=sup"],
+          f"{tmp_path}/runs/sup", " or choose another --experiment_name"),
   }[binary]
   with common.lock_run_dir(run_dir):
     tree = os.path.dirname(run_dir)
