@@ -27,6 +27,7 @@ public entry point.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 from typing import Optional, Sequence
@@ -237,6 +238,19 @@ def sizes_when_test_only(n: int, val_size: int = 1000
   return n - val - test, val, test
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskSplit:
+  """The task's images and labels: client training, the server's validation
+  set, test (`fedmeta_tf.supervised.data.SupervisedData` wraps them)."""
+
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_val: np.ndarray
+  y_val: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+
+
 def load_supervised_task(name: SupervisedDataset | str,
                          data_dir: Optional[str] = None, *, seed: int = 0,
                          val_size: int = 1000):
@@ -252,14 +266,12 @@ def load_supervised_task(name: SupervisedDataset | str,
   `seed`.
 
   Returns:
-    (SupervisedData, description line).
+    (TaskSplit, description line).
 
   Raises:
     DataError: see `read_splits`.
     ValueError: `val_size` not in (0, test set size).
   """
-  # pylint: disable-next=g-import-not-at-top
-  from fedmeta_tf.supervised.data import SupervisedData
   name = _parse(name)
   raw = read_splits(name, data_dir)
   x, y = raw.x_test, raw.y_test.astype(np.int32)
@@ -267,9 +279,8 @@ def load_supervised_task(name: SupervisedDataset | str,
   if raw.test_only:
     sizes = sizes_when_test_only(n, val_size)
     train, val, test = stratified_split(y, sizes, seed=seed)
-    task = SupervisedData(x_train=x[train], y_train=y[train], x_val=x[val],
-                          y_val=y[val], x_test=x[test], y_test=y[test],
-                          num_labels=NUM_CLASSES)
+    task = TaskSplit(x_train=x[train], y_train=y[train], x_val=x[val],
+                     y_val=y[val], x_test=x[test], y_test=y[test])
     line = (f"{name.value}: only the official test set "
             f"({_test_files(raw.source)}) in {raw.where}: its {n:,} images "
             f"split {sizes[0]:,} client training / {sizes[1]:,} server "
@@ -279,10 +290,8 @@ def load_supervised_task(name: SupervisedDataset | str,
   if not 0 < val_size < n:
     raise ValueError(f"val_size must be in (0, {n}), got {val_size}")
   val, test = stratified_split(y, [val_size, n - val_size], seed=seed)
-  task = SupervisedData(x_train=raw.x_train,
-                        y_train=raw.y_train.astype(np.int32), x_val=x[val],
-                        y_val=y[val], x_test=x[test], y_test=y[test],
-                        num_labels=NUM_CLASSES)
+  task = TaskSplit(x_train=raw.x_train, y_train=raw.y_train.astype(np.int32),
+                   x_val=x[val], y_val=y[val], x_test=x[test], y_test=y[test])
   line = (f"{name.value}: {raw.what} in {raw.where}: {len(raw.x_train):,} "
           f"training images; the {n:,} official test images split "
           f"{val_size:,} server validation / {n - val_size:,} test "

@@ -198,9 +198,13 @@ def load_task(config: SupervisedConfig
               ) -> tuple[data_lib.SupervisedData, str]:
   """The config's task and one line saying what was read."""
   if is_image_dataset(config.dataset):
-    return supervised_datasets.load_supervised_task(
+    split, line = supervised_datasets.load_supervised_task(
         config.dataset, config.data_dir, seed=config.seed,
         val_size=config.val_size)
+    arrays = {f.name: getattr(split, f.name)
+              for f in dataclasses.fields(split)}
+    return data_lib.SupervisedData(
+        **arrays, num_labels=supervised_datasets.NUM_CLASSES), line
   pool = registry.load_dataset(config.dataset, config.data_dir,
                                seed=config.seed)
   data = data_lib.augmented_class_task(
