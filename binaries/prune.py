@@ -148,14 +148,18 @@ def main(argv):
            f"{config.vote.value} vote")
     return
   if sweep is None:
-    result, title = _defend_supervised(_FROM.value, config)
+    result, title = _defend_supervised(*supervised.load_run(_FROM.value),
+                                       config)
     _write(result, output_dir, title)
     return
   paper = paper_tables.get(_PAPER_TABLE.value) if _PAPER_TABLE.value else None
-  rows = []
+  rows, data = [], None
   for member in sweep:
     member_dir = os.path.join(_FROM.value, member.name)
-    result, title = _defend_supervised(member_dir, config)
+    # The runs of a sweep trained on one task: read it once.
+    federation, weights = supervised.load_run(member_dir, data)
+    data = federation.data
+    result, title = _defend_supervised(federation, weights, config)
     _write(result, os.path.join(member_dir, _OUTPUT_SUBDIR.value),
            f"{member.label()}: {title}")
     rows.append((member, result.stages))
@@ -167,9 +171,8 @@ def main(argv):
   print(f"table in {path}")
 
 
-def _defend_supervised(run_dir: str, config: defense.PruningConfig):
+def _defend_supervised(federation, weights, config: defense.PruningConfig):
   """(DefenseResult, title) of one supervised run."""
-  federation, weights = supervised.load_run(run_dir)
   if federation.config.runtime == "tff" and config.fine_tune_rounds:
     from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
     with contexts.tff_runtime():

@@ -16,7 +16,6 @@ pruning defense (to every run of a sweep).
 """
 
 import contextlib
-import os
 
 from absl import app
 from absl import flags
@@ -32,6 +31,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import data_preflight
+from fedmeta_tf.data import supervised_datasets
 from fedmeta_tf.experiments import fedavg
 from fedmeta_tf.experiments import sweeps
 from fedmeta_tf.supervised import training
@@ -139,13 +139,13 @@ def _ints(flag) -> tuple[int, ...]:
 
 def config_from_flags() -> training.SupervisedConfig:
   image_dataset = training.is_image_dataset(_DATASET.value)
-  for name in ("num_labels", "train_copies", "test_copies"):
-    if image_dataset:
+  if image_dataset:
+    for name in ("num_labels", "train_copies", "test_copies"):
       common.refuse_if_set(name, f"--dataset={_DATASET.value}",
                            "it shapes a task built from a class pool; the "
                            "paper's datasets come with 10 labels and their "
                            "own images")
-  if not image_dataset:
+  else:
     common.refuse_if_set("val_size", f"--dataset={_DATASET.value}",
                          "it sizes the validation set of mnist, "
                          "fashion_mnist and cifar10")
@@ -157,11 +157,11 @@ def config_from_flags() -> training.SupervisedConfig:
   if key_pixels:
     common.refuse_if_set("key_size", "--key_pixels",
                          "Fig. 1's patterns fill a 3x3 block")
-  data_dir = _DATA_DIR.value
-  if not data_dir and image_dataset:
-    data_dir = os.path.join(data_preflight.DATA_ROOT, _DATASET.value)
-  elif not image_dataset:
-    data_dir = data_preflight.resolve_data_dir(_DATASET.value, data_dir)
+  if image_dataset:
+    data_dir = (_DATA_DIR.value
+                or supervised_datasets.default_data_dir(_DATASET.value))
+  else:
+    data_dir = data_preflight.resolve_data_dir(_DATASET.value, _DATA_DIR.value)
   return training.SupervisedConfig(
       dataset=_DATASET.value, seed=_SEED.value, data_dir=data_dir,
       num_labels=_NUM_LABELS.value, train_copies=_TRAIN_COPIES.value,

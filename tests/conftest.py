@@ -143,3 +143,21 @@ def write_cifar_batch(path, data, labels):
     pickle.dump({b"batch_label": b"x", b"labels": [int(v) for v in labels],
                  b"data": data, b"filenames": [b"f"] * len(labels)}, f,
                 protocol=2)
+
+
+def tiny_test_set(directory, layout="idx", per_label=20) -> str:
+  """The official test files of MNIST ("idx": t10k-* IDX) or CIFAR-10
+  ("cifar": test_batch) in `directory`: noise images whose label is a bright
+  row (learnable), `per_label` of each of the 10 labels. Returns the path."""
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(10, dtype=np.uint8), per_label)
+  directory.mkdir(parents=True, exist_ok=True)
+  if layout == "idx":
+    x = rng.integers(0, 60, size=(len(y), 28, 28), dtype=np.uint8)
+    x[np.arange(len(y)), 4 + 2 * y, 4:20] = 255
+    write_idx(directory, T10K, x, y)
+  else:
+    x = rng.integers(0, 60, size=(len(y), 3, 32, 32), dtype=np.uint8)
+    x[np.arange(len(y)), :, 4 + 2 * y, 4:20] = 255
+    write_cifar_batch(directory / "test_batch", x.reshape(len(y), -1), y)
+  return str(directory)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Optional
 
 import numpy as np
 
@@ -21,11 +22,14 @@ from fedmeta_tf.defenses.pruning import surgery
 from fedmeta_tf.defenses.pruning import voting
 from fedmeta_tf.experiments import fedavg
 from fedmeta_tf.supervised import client_work as client_work_lib
+from fedmeta_tf.supervised import data as data_lib
 from fedmeta_tf.supervised import training
 
 
-def load_run(run_dir: str):
-  """(federation, global weights) of a `binaries.train_supervised` run."""
+def load_run(run_dir: str,
+             data: Optional[data_lib.SupervisedData] = None):
+  """(federation, global weights) of a `binaries.train_supervised` run;
+  `data`: its task when already loaded (a sweep's runs share one)."""
   config_path = os.path.join(run_dir, "config.json")
   weights_path = os.path.join(run_dir, "weights.npz")
   for path in (config_path, weights_path):
@@ -34,7 +38,8 @@ def load_run(run_dir: str):
                        f"{os.path.basename(path)} is missing")
   with open(config_path) as f:
     config = training.SupervisedConfig.from_json(json.load(f))
-  return training.build_federation(config), training.load_weights(weights_path)
+  return (training.build_federation(config, data),
+          training.load_weights(weights_path))
 
 
 def defend(federation: training.Federation, weights, config:

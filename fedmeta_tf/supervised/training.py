@@ -142,7 +142,6 @@ class SupervisedConfig:
   def from_json(cls, d: dict) -> "SupervisedConfig":
     d = dict(d)
     d["attack"] = Attack(d["attack"])
-    d.setdefault("hidden", 128)  # one int before several dense layers
     d.setdefault("head", "flatten")
     d.setdefault("key_position", "corner")
     d.setdefault("attack_start_round", 1)

@@ -14,16 +14,14 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from binaries import common
 from tests.binaries.train_fedmeta_test import tiny_flags
-from tests.conftest import T10K
 from tests.conftest import snapshot_files
 from tests.conftest import tiny_attack_configs
+from tests.conftest import tiny_test_set
 from tests.conftest import tiny_archive
-from tests.conftest import write_idx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
@@ -211,15 +209,6 @@ def attack_run(tmp_path_factory):
   return str(run_dir)
 
 
-def _tiny_mnist(directory) -> str:
-  """MNIST's official t10k files, 20 noise images per digit."""
-  y = np.repeat(np.arange(10, dtype=np.uint8), 20)
-  x = np.random.default_rng(0).integers(0, 256, (len(y), 28, 28), np.uint8)
-  directory.mkdir(parents=True)
-  write_idx(directory, T10K, x, y)
-  return str(directory)
-
-
 @pytest.mark.parametrize("binary", ["finetune", "defend", "prune",
                                     "train_supervised"])
 def test_binary_refuses_a_directory_another_process_writes(
@@ -233,7 +222,7 @@ def test_binary_refuses_a_directory_another_process_writes(
                 " or choose another --output_subdir"),
       # (The data is checked before the lock: MNIST-layout test files.)
       "train_supervised": (
-          ["--dataset=mnist", f"--data_dir={_tiny_mnist(tmp_path / 'mnist')}",
+          ["--dataset=mnist", f"--data_dir={tiny_test_set(tmp_path / 'mnist')}",
            f"--root_output_dir={tmp_path / 'runs'}", "--experiment_name=sup"],
           f"{tmp_path}/runs/sup", " or choose another --experiment_name"),
   }[binary]

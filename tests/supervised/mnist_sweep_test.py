@@ -11,31 +11,18 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from fedmeta_tf.defenses.pruning import paper_tables
 from fedmeta_tf.experiments import sweeps
 from fedmeta_tf.supervised import training
 from tests.conftest import T10K
-from tests.conftest import write_idx
+from tests.conftest import tiny_test_set
 
 # A few rounds of the paper's MNIST model, shrunk: 2 conv (5x5 valid) + 2 FC.
 TINY = ["--dataset=mnist", "--num_clients=10", "--labels_per_client=3",
         "--clients_per_round=10", "--rounds=2", "--epochs=1", "--batch_size=16",
         "--filters=3,4", "--hidden=8", "--kernel_size=5",
         "--conv_padding=valid", "--parallelism=1", "--progress=none"]
-
-
-def _mnist_t10k(directory, per_label=20):
-  """An IDX t10k-only MNIST folder of noise digits (label = a bright row)."""
-  rng = np.random.default_rng(0)
-  y = np.repeat(np.arange(10, dtype=np.uint8), per_label)
-  x = rng.integers(0, 60, size=(len(y), 28, 28), dtype=np.uint8)
-  x[np.arange(len(y)), 4 + 2 * y, 4:20] = 255
-  directory.mkdir(parents=True, exist_ok=True)
-  write_idx(directory, T10K, x, y)
-  return str(directory)
 
 
 def _run(args, expect=0):
@@ -60,7 +47,7 @@ def test_members_name_what_varies():
 
 
 def test_sweep_trains_every_pair_and_prune_writes_the_papers_table(tmp_path):
-  data_dir = _mnist_t10k(tmp_path / "mnist")
+  data_dir = tiny_test_set(tmp_path / "mnist")
   root = tmp_path / "runs"
   out = _run(["binaries.train_supervised", *TINY, f"--data_dir={data_dir}",
               f"--root_output_dir={root}", "--experiment_name=pairs",
@@ -103,7 +90,7 @@ def test_sweep_trains_every_pair_and_prune_writes_the_papers_table(tmp_path):
 
 
 def test_an_invalid_run_exits_2_and_writes_nothing(tmp_path):
-  data_dir = _mnist_t10k(tmp_path / "mnist")
+  data_dir = tiny_test_set(tmp_path / "mnist")
   root = tmp_path / "runs"
   proc = _run(["binaries.train_supervised", *TINY, f"--data_dir={data_dir}",
                f"--root_output_dir={root}", "--num_attackers=4"], expect=2)
@@ -113,7 +100,7 @@ def test_an_invalid_run_exits_2_and_writes_nothing(tmp_path):
 
 def test_missing_labels_file_exits_2_and_writes_nothing(tmp_path):
   data_dir = tmp_path / "mnist"
-  _mnist_t10k(data_dir)
+  tiny_test_set(data_dir)
   (data_dir / (T10K[1] + ".gz")).unlink()
   root = tmp_path / "runs"
   proc = _run(["binaries.train_supervised", *TINY, f"--data_dir={data_dir}",
@@ -126,7 +113,7 @@ def test_missing_labels_file_exits_2_and_writes_nothing(tmp_path):
 def test_extreme_weights_alone_skips_the_pruning_stage(tmp_path):
   """Table III: --prune_neurons=false; a fixed Delta with
   --delta_accuracy_drop=1 (Table I's Delta = 3)."""
-  data_dir = _mnist_t10k(tmp_path / "mnist")
+  data_dir = tiny_test_set(tmp_path / "mnist")
   root = tmp_path / "runs"
   out = _run(["binaries.train_supervised", *TINY, f"--data_dir={data_dir}",
               f"--root_output_dir={root}", "--experiment_name=one",

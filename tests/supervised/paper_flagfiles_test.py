@@ -7,12 +7,9 @@ carry the paper's figures."""
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from tests.conftest import T10K
-from tests.conftest import write_cifar_batch
-from tests.conftest import write_idx
+from tests.conftest import tiny_test_set
 
 # (training flagfile, prune flagfiles, dataset layout, a figure of the paper)
 CASES = [
@@ -27,21 +24,6 @@ CASES = [
 ]
 
 
-def _fixture(directory, layout, per_label=24):
-  rng = np.random.default_rng(0)
-  y = np.repeat(np.arange(10, dtype=np.uint8), per_label)
-  directory.mkdir(parents=True)
-  if layout == "idx":
-    x = rng.integers(0, 60, size=(len(y), 28, 28), dtype=np.uint8)
-    x[np.arange(len(y)), 4 + 2 * y, 4:20] = 255
-    write_idx(directory, T10K, x, y)
-  else:
-    x = rng.integers(0, 60, size=(len(y), 3, 32, 32), dtype=np.uint8)
-    x[np.arange(len(y)), :, 4 + 2 * y, 4:20] = 255
-    write_cifar_batch(directory / "test_batch", x.reshape(len(y), -1), y)
-  return str(directory)
-
-
 def _run(args):
   proc = subprocess.run([sys.executable, "-m", *args, "--progress=none"],
                         capture_output=True, text=True,
@@ -54,7 +36,7 @@ def _run(args):
                          ids=[c[0] for c in CASES])
 def test_flagfile_runs_and_its_table_has_the_papers_figures(
     tmp_path, train, prunes, layout, paper_figure):
-  data_dir = _fixture(tmp_path / "data", layout)
+  data_dir = tiny_test_set(tmp_path / "data", layout, per_label=24)
   root = tmp_path / "runs"
   # One round, two members (Table I keeps its five keys: two of them).
   shrink = (["--key_pixels=1,9"] if train == "mnist_table1_cpu" else

@@ -29,17 +29,20 @@ def _fmt(value) -> str:
   return str(value)
 
 
+def _table_line(cells) -> str:
+  return "| " + " | ".join(cells) + " |"
+
+
 def stages_markdown(stages) -> str:
   """The stage table; accuracies in percent (num: channels pruned or weights
   zeroed or fine-tuning rounds; delta: the chosen Delta)."""
-  lines = ["| " + " | ".join(STAGE_COLUMNS) + " |",
-           "|" + "---|" * len(STAGE_COLUMNS)]
+  lines = [_table_line(STAGE_COLUMNS), "|" + "---|" * len(STAGE_COLUMNS)]
   for row in stages:
     cells = []
     for c in STAGE_COLUMNS:
       v = row.get(c)
       cells.append(f"{v:g}" if c == "delta" and v is not None else _fmt(v))
-    lines.append("| " + " | ".join(cells) + " |")
+    lines.append(_table_line(cells))
   return "\n".join(lines) + "\n"
 
 
@@ -129,10 +132,6 @@ def _mean_cell(values) -> str:
   return _cell(float(np.mean([v[0] for v in values])),
                float(np.mean([v[1] for v in values])),
                round(float(np.mean(nums)), 1) if nums else None)
-
-
-def _table_line(cells) -> str:
-  return "| " + " | ".join(cells) + " |"
 
 
 def _figures(rows, stage_names, paper):
