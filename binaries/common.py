@@ -230,6 +230,19 @@ def write_flags(output_dir: str, module_names) -> None:
     json.dump(values, f, indent=2, sort_keys=True, default=str)
   os.replace(os.path.join(output_dir, "flags.json.tmp"),
              os.path.join(output_dir, "flags.json"))
+  write_run_info(output_dir)
+
+
+def write_run_info(output_dir: str) -> None:
+  """Writes run_info.json: this process's command line, the machine, the
+  code's commit and the start time (`fedmeta_tf.reporting.machine.run_info`;
+  `binaries.report` shows them beside the run's numbers)."""
+  from fedmeta_tf.reporting import machine  # pylint: disable=g-import-not-at-top
+  os.makedirs(output_dir, exist_ok=True)
+  path = os.path.join(output_dir, "run_info.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(machine.run_info(), f, indent=2)
+  os.replace(path + ".tmp", path)
 
 
 # --- one writer per run directory -------------------------------------------

@@ -53,6 +53,7 @@ def main(argv):
   backdoor_attack.load_run(run_dir)  # a clear error before writing
   # One writer of <run>/finetune (the --from run itself is only read).
   common.lock_run_dir(f"{run_dir}/{finetune.SUBDIR}", alternative=None)
+  common.write_run_info(f"{run_dir}/{finetune.SUBDIR}")
   summary = finetune.run_finetune(run_dir, config,
                                   overwrite=from_run_flags.OVERWRITE.value)
   logging.debug("done: %s", summary)

@@ -105,7 +105,8 @@ def test_overwrite_empties_the_directory_but_keeps_the_lock(tmp_path):
       with open(os.path.join(run_dir, name), "w") as f:
         f.write("old")
     assert common.prepare_run_dir(run_dir, [], overwrite=True) is False
-    assert sorted(os.listdir(run_dir)) == [".lock", "flags.json", "flags.txt"]
+    assert sorted(os.listdir(run_dir)) == [".lock", "flags.json", "flags.txt",
+                                           "run_info.json"]
     assert os.stat(lock.path).st_ino == inode  # the file this process locked
     refused = _try_in_child(run_dir)
     assert refused.returncode == 3, refused.stderr
@@ -240,3 +241,17 @@ def test_binary_refuses_a_directory_another_process_writes(
       f"{binary}: error: run directory {run_dir!r} is in use by process "
       f"{os.getpid()} (another run is writing it); wait for it to finish"
       f"{alternative}"), lines[0]
+
+
+def test_run_info_records_command_machine_and_commit(tmp_path, monkeypatch):
+  monkeypatch.setattr(sys, "argv", ["/x/binaries/train_fedmeta.py",
+                                    "--flagfile=configs/glyphs.cfg",
+                                    "--experiment_name=a b"])
+  common.write_run_info(str(tmp_path))
+  with open(tmp_path / "run_info.json") as f:
+    info = json.load(f)
+  assert info["command"] == ("python -m binaries.train_fedmeta "
+                             "--flagfile=configs/glyphs.cfg "
+                             "'--experiment_name=a b'")
+  assert info["machine"].startswith("machine: ") and "cores" in info["machine"]
+  assert set(info) == {"command", "machine", "commit", "started_utc"}
