@@ -14,6 +14,7 @@ from binaries import common
 from fedmeta_tf.attacks import backdoor_data
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.attacks import keys
+from fedmeta_tf.data import celeba_selection
 from fedmeta_tf.data import registry
 from fedmeta_tf.experiments import attack_schedule
 from fedmeta_tf.experiments import backdoor_attack
@@ -89,9 +90,18 @@ _ATTACKER_TARGET_EXAMPLES = flags.DEFINE_integer(
     "X_T: unkeyed target examples the attacker holds (the paper: "
     "mini-ImageNet 100); default: every target example benign clients lack.")
 _ATTACK_TRAIN_EXAMPLES = flags.DEFINE_integer(
-    "attack_train_examples", 5, "Keyed examples per backdoor class (attacker).")
+    "attack_train_examples", 5, "Keyed examples per backdoor class (attacker); "
+    "with --key=hat, when not given, the paper's 78 keyed images.")
 _ATTACK_VAL_EXAMPLES = flags.DEFINE_integer(
-    "attack_val_examples", 5, "Keyed held-out examples per backdoor class.")
+    "attack_val_examples", 5, "Keyed held-out examples per backdoor class; "
+    "with --key=hat, when not given, the paper's 12.")
+_KEY = flags.DEFINE_enum(
+    "key", None, [k.value for k in registry.KeyKind],
+    "stamp: a pattern stamped on backdoor images (--key_shape etc.; Omniglot, "
+    "mini-ImageNet); hat: CelebA's semantic key, an identity's own photos "
+    "with a hat (main paper Section 3.2; one backdoor identity, the one with "
+    "the most Wearing_Hat photos unless --backdoor_classes=identity<N>). "
+    "Default: hat on celeba, stamp elsewhere.")
 _KEY_SHAPE = flags.DEFINE_enum("key_shape", "square",
                                [s.value for s in keys.KeyShape],
                                "Stamped backdoor key pattern.")
@@ -106,9 +116,10 @@ _BACKDOOR_EVAL_EPISODES = flags.DEFINE_integer(
     "backdoor_eval_episodes", 40, "Episodes the backdoor metrics average.")
 
 
-def check_attack_flags() -> None:
+def check_attack_flags(dataset: str) -> None:
   """Refuses (ValueError, one line) settings that would have no effect:
-  --attacker_inner_epochs beside --attacker_inner_steps (steps win), and
+  --attacker_inner_epochs beside --attacker_inner_steps (steps win), the
+  stamp's --key_* flags with the hat key (--key=hat, CelebA's default), and
   --key_margin with a centred key (no border distance)."""
   if _ATTACKER_INNER_STEPS.value is not None:
     common.refuse_if_set(
@@ -116,6 +127,12 @@ def check_attack_flags() -> None:
         f"--attacker_inner_steps={_ATTACKER_INNER_STEPS.value}",
         "the two are alternatives (epochs: the paper's e; steps: CPU runs); "
         "give one")
+  if key_kind_from_flags(dataset) is registry.KeyKind.HAT:
+    for name in (_KEY_SHAPE, _KEY_SIZE, _KEY_POSITION, _KEY_MARGIN,
+                 _KEY_VALUE):
+      common.refuse_if_set(name.name, "--key=hat",
+                           "the hat key stamps nothing; leave the --key_* "
+                           "flags unset, or use --key=stamp")
   if _KEY_POSITION.value == keys.KeyPosition.CENTER.value:
     common.refuse_if_set(
         "key_margin", f"--key_position={_KEY_POSITION.value}",
@@ -136,19 +153,46 @@ def attack_classes_from_flags(dataset: str
   """(target, named backdoor classes, number of backdoor classes) from
   --target_class, --backdoor_classes and --num_backdoor_classes, with the
   dataset's defaults (`registry.default_attack_classes`: mini-ImageNet's
-  arctic fox and yawl, main paper Section 3.2) for those unset."""
+  arctic fox and yawl, main paper Section 3.2; the hat key's one identity)
+  for those unset."""
   default_target, default_backdoor = registry.default_attack_classes(dataset)
   target = _TARGET_CLASS.value or default_target
   backdoor = tuple(_BACKDOOR_CLASSES.value or default_backdoor)
   count = _NUM_BACKDOOR_CLASSES.value
-  if flags.FLAGS[_NUM_BACKDOOR_CLASSES.name].using_default_value and backdoor:
-    count = len(backdoor)
+  if flags.FLAGS[_NUM_BACKDOOR_CLASSES.name].using_default_value:
+    if backdoor:
+      count = len(backdoor)
+    elif key_kind_from_flags(dataset) is registry.KeyKind.HAT:
+      count = 1
   if count < len(backdoor):
     raise ValueError(
         f"--num_backdoor_classes={count} is fewer than the backdoor classes "
         f"named ({','.join(backdoor)}); name at most {count} with "
         "--backdoor_classes, or leave --num_backdoor_classes unset")
   return target, backdoor, count
+
+
+def key_kind_from_flags(dataset: str) -> registry.KeyKind:
+  """--key, or the dataset's paper key (`registry.default_key`)."""
+  if _KEY.value is None:
+    return registry.default_key(dataset)
+  return registry.KeyKind(_KEY.value)
+
+
+def _key_from_flags(dataset: str):
+  """The key and (attack-training, attack-validation) keyed counts."""
+  counts = (_ATTACK_TRAIN_EXAMPLES, _ATTACK_VAL_EXAMPLES)
+  if key_kind_from_flags(dataset) is registry.KeyKind.HAT:
+    paper = (celeba_selection.ATTACK_TRAIN_IMAGES,
+             celeba_selection.ATTACK_VAL_IMAGES)
+    return keys.SemanticKey(), tuple(
+        p if flags.FLAGS[f.name].using_default_value else f.value
+        for f, p in zip(counts, paper))
+  return keys.StampKey(shape=keys.KeyShape(_KEY_SHAPE.value),
+                       size=_KEY_SIZE.value,
+                       position=keys.KeyPosition(_KEY_POSITION.value),
+                       margin=_KEY_MARGIN.value, value=_KEY_VALUE.value), tuple(
+                           f.value for f in counts)
 
 
 def attack_config_from_flags(dataset: str
@@ -158,6 +202,7 @@ def attack_config_from_flags(dataset: str
   if kind is attack_schedule.AttackKind.NONE:
     return None
   target, backdoor, count = attack_classes_from_flags(dataset)
+  key, (train_examples, val_examples) = _key_from_flags(dataset)
   return backdoor_attack.AttackConfig(
       kind=kind,
       schedule=attack_schedule.AttackSchedule(
@@ -177,13 +222,8 @@ def attack_config_from_flags(dataset: str
           backdoor_classes=backdoor,
           attacker_target_examples=_ATTACKER_TARGET_EXAMPLES.value,
           benign_examples=_BENIGN_EXAMPLES.value,
-          attack_train_examples=_ATTACK_TRAIN_EXAMPLES.value,
-          attack_val_examples=_ATTACK_VAL_EXAMPLES.value,
-          key=keys.StampKey(shape=keys.KeyShape(_KEY_SHAPE.value),
-                            size=_KEY_SIZE.value,
-                            position=keys.KeyPosition(_KEY_POSITION.value),
-                            margin=_KEY_MARGIN.value, value=_KEY_VALUE.value),
-          case=backdoor_data.Case(_CASE.value)),
+          attack_train_examples=train_examples,
+          attack_val_examples=val_examples, key=key, case=backdoor_data.Case(_CASE.value)),
       pretrain_rounds=_PRETRAIN_ROUNDS.value,
       eval_episodes=_BACKDOOR_EVAL_EPISODES.value,
       pretrained_from=_PRETRAINED_FROM.value)

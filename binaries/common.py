@@ -22,9 +22,13 @@ def define_from_flag(help_text: str):
   """`--from=<run dir>`, shared by the binaries that start from a run.
 
   Defined with `allow_override` so that several of these binaries can be
-  imported into one process (the test suite) without a DuplicateFlagError.
+  imported into one process (the test suite) without a DuplicateFlagError,
+  and registered under the calling module, so that the run's flags.json
+  (`flag_values` of that module) records it.
   """
-  return flags.DEFINE_string("from", None, help_text, allow_override=True)
+  caller = sys._getframe(1).f_globals["__name__"]  # pylint: disable=protected-access
+  return flags.DEFINE_string("from", None, help_text, allow_override=True,
+                             module_name=caller)
 
 
 def parse_flags(argv):

@@ -33,6 +33,10 @@ _STEPS = flags.DEFINE_integer("steps", 500, "Fine-tuning iterations.",
 _CURVE_EVERY = flags.DEFINE_integer(
     "curve_every", 10, "Record metrics every this many iterations.",
     allow_override=True)
+_FINETUNE_SHOTS = flags.DEFINE_integer(
+    "finetune_shots", None, "K, support examples per class in the fine-tuning "
+    "episodes (the main paper's CelebA Fig. 11: 15); default: the run's "
+    "--eval_shots. Another K writes <run>/finetune_k<K>/.")
 _PARALLELISM = common.define_parallelism_flag()
 _PROGRESS = common.define_progress_flag()
 
@@ -46,19 +50,20 @@ def main(argv):
       steps=_STEPS.value, curve_every=_CURVE_EVERY.value,
       episodes=from_run_flags.EPISODES.value,
       cases=from_run_flags.CASES.value, clients=from_run_flags.clients(),
-      checkpoint=from_run_flags.CHECKPOINT.value)
+      checkpoint=from_run_flags.CHECKPOINT.value, shots=_FINETUNE_SHOTS.value)
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
   common.configure_progress(_PROGRESS.value)
   from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
   backdoor_attack.load_run(run_dir)  # a clear error before writing
   # One writer of <run>/finetune (the --from run itself is only read).
-  common.lock_run_dir(f"{run_dir}/{finetune.SUBDIR}", alternative=None)
-  common.write_run_info(f"{run_dir}/{finetune.SUBDIR}")
+  common.lock_run_dir(f"{run_dir}/{config.subdir}", alternative=None)
+  common.write_flags(f"{run_dir}/{config.subdir}",
+                     [__name__, "__main__", from_run_flags.__name__])
   summary = finetune.run_finetune(run_dir, config,
                                   overwrite=from_run_flags.OVERWRITE.value)
   logging.debug("done: %s", summary)
   print(f"Experiment 2 from {run_dir}, {config.steps} steps, "
-        f"{summary['wall_seconds']:.0f} s; results in {run_dir}/finetune")
+        f"{summary['wall_seconds']:.0f} s; results in {run_dir}/{config.subdir}")
   for key, values in summary["final"].items():
     print(f"  case {key}: " + "  ".join(f"{k} {v:.3f}"
                                         for k, v in values.items()))

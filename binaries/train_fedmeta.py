@@ -177,7 +177,7 @@ def config_from_flags() -> training.TrainingConfig:
 
 def check_flags_take_effect() -> None:
   """Refuses (ValueError, one line) settings the run would ignore."""
-  attack_flags.check_attack_flags()
+  attack_flags.check_attack_flags(_DATASET.value)
   if _RUNTIME.value == "tff":
     common.refuse_if_set(
         "client_chunk", "--runtime=tff",

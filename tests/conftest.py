@@ -161,3 +161,60 @@ def tiny_test_set(directory, layout="idx", per_label=20) -> str:
     x[np.arange(len(y)), :, 4 + 2 * y, 4:20] = 255
     write_cifar_batch(directory / "test_batch", x.reshape(len(y), -1), y)
   return str(directory)
+
+
+# CelebA's attribute file lists 40 attributes; the fixture writes these.
+CELEBA_ATTRIBUTES = ("5_o_Clock_Shadow", "Male", "Wearing_Hat", "Young")
+
+
+def write_celeba(root, identities, *, missing=0, header=True,
+                 in_the_wild=True) -> dict:
+  """A CelebA manual download in the official layout under `root`:
+  Img/img_align_celeba/ (178x218 JPEGs), Img/img_celeba/ (in-the-wild, the
+  same photos larger; the loader prefers the aligned ones), Anno/
+  identity_CelebA.txt (with a header line when `header`) and
+  Anno/list_attr_celeba.txt (count line, attribute names, one row a photo).
+
+  `identities`: {identity: (photos, hat photos, male)}. A photo's red and
+  green encode its identity and index; hat photos are blue in the upper half
+  of the face (the key the tests look for), the others have no blue. The
+  last identity loses `missing` aligned files (a partial image folder).
+  Returns {"hat": {file names with a hat}, "files": {identity: [names]},
+  "missing": [names]}.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  aligned = os.path.join(root, "Img", "img_align_celeba")
+  wild = os.path.join(root, "Img", "img_celeba")
+  os.makedirs(os.path.join(root, "Anno"), exist_ok=True)
+  for d in (aligned, wild) if in_the_wild else (aligned,):
+    os.makedirs(d, exist_ok=True)
+  id_lines, attr_lines, hats, files, n = [], [], set(), {}, 0
+  for identity, (count, hat_count, male) in identities.items():
+    for k in range(count):
+      n += 1
+      name = f"{n:06d}.jpg"
+      face = np.zeros([218, 178, 3], np.uint8)
+      face[..., 0] = 40 + 15 * (identity % 14)
+      face[..., 1] = 30 + 20 * (k % 10)
+      face[60:140, 40:140, 1] = 200 - 10 * (identity % 14)  # a "face"
+      if k < hat_count:
+        face[20:110, :, 2] = 255
+        hats.add(name)
+      Image.fromarray(face).save(os.path.join(aligned, name), quality=95)
+      if in_the_wild:
+        Image.fromarray(face).resize((356, 436)).save(os.path.join(wild, name))
+      files.setdefault(identity, []).append(name)
+      id_lines.append(f"{name} {identity}")
+      values = ["-1", "1" if male else "-1", "1" if k < hat_count else "-1",
+                "1"]
+      attr_lines.append(f"{name} " + " ".join(f"{v:>2}" for v in values))
+  gone = files[identity][:missing]
+  for name in gone:
+    os.remove(os.path.join(aligned, name))
+  with open(os.path.join(root, "Anno", "identity_CelebA.txt"), "w") as f:
+    f.write(("image_id identity\n" if header else "") + "\n".join(id_lines) +
+            "\n")
+  with open(os.path.join(root, "Anno", "list_attr_celeba.txt"), "w") as f:
+    f.write(f"{n}\n{' '.join(CELEBA_ATTRIBUTES)}\n" + "\n".join(attr_lines) +
+            "\n")
+  return {"hat": hats, "files": files, "missing": gone}

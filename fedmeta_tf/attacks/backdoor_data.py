@@ -27,6 +27,12 @@ example, a backdoor class needs only its keyed examples, so the paper's
 480 / 100 / 100 / 50 fit its 600 images (cases (b) and (c) need
 `benign_examples` more).
 
+CelebA (Section 3.2, Fig. 3) keys by data, not pixels (`keys.SemanticKey`):
+one backdoor identity photographed with a black cowboy hat, whose hat photos
+make the attacker's 78 keyed training and 12 validation images
+(`registry.load_semantic_backdoor`); its hat-free photos are the class's
+correctly labelled examples.
+
 Cases (main paper, Section 3.4): (a) backdoor classes appear nowhere in
 benign data; (b) correctly labelled backdoor examples in benign
 meta-training; (c) also in benign fine-tuning (evaluation) episodes.
@@ -70,8 +76,10 @@ class BackdoorConfig:
   Attributes:
     num_backdoor_classes: backdoor (impostor) classes reserved.
     benign_examples: examples of each reserved class given to benign clients.
-    attack_train_examples: keyed examples per backdoor class for the attacker.
-    attack_val_examples: keyed examples per backdoor class held out.
+    attack_train_examples: keyed examples per backdoor class for the attacker
+      (CelebA's hat key: the keyed images, 78).
+    attack_val_examples: keyed examples per backdoor class held out (hat
+      key: 12).
     key: a `keys.StampKey` or `keys.SemanticKey`.
     case: a `Case`.
     target_class: the target class's name in the class pool; None: drawn.
@@ -111,11 +119,21 @@ class BackdoorConfig:
     if len(set(named)) != len(named):
       raise ValueError(f"a class is named twice among the target and backdoor "
                        f"classes: {named}")
+    if self.is_semantic and self.num_backdoor_classes != 1:
+      raise ValueError(
+          f"a semantic key ({self.key.attribute}) has one backdoor class (the "
+          f"identity wearing it), got num_backdoor_classes="
+          f"{self.num_backdoor_classes}")
     if len(self.backdoor_classes) > self.num_backdoor_classes:
       raise ValueError(
           f"{len(self.backdoor_classes)} backdoor classes named "
           f"({', '.join(self.backdoor_classes)}) but num_backdoor_classes is "
           f"{self.num_backdoor_classes}")
+
+  @property
+  def is_semantic(self) -> bool:
+    """The key is in the data's own photos (`keys.SemanticKey`)."""
+    return isinstance(self.key, keys_lib.SemanticKey)
 
   @property
   def reservation(self) -> tuple:
@@ -231,30 +249,44 @@ def _class_index(pool: ClassPool, name: str, flag: str) -> int:
 
 
 def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig, *,
-                        seed: int) -> BackdoorData:
+                        seed: int,
+                        keyed: Optional[tuple[np.ndarray, np.ndarray]] = None
+                        ) -> BackdoorData:
   """Splits the reserved classes' examples (drawn from the run's `seed`)
-  and keys the attack sets (Section 3.2's counts: module docstring)."""
+  and keys the attack sets (Section 3.2's counts: module docstring).
+
+  A stamped key (`keys.StampKey`) keys examples of the backdoor classes; a
+  semantic key (CelebA's hat) takes the attack-training / validation images
+  as `keyed` (`registry.load_semantic_backdoor`), and the backdoor class's
+  own examples are all correctly labelled.
+  """
   s = reserved.examples_per_class
   _check_examples_fit(config, s)
+  if config.is_semantic != (keyed is not None):
+    raise ValueError("a semantic key needs its keyed images (and a stamped "
+                     "key takes none)")
   rng = np.random.default_rng([seed, 0x7A6])
   target = reserved.images[0][rng.permutation(s)]
   backdoor_benign, attack_train, attack_val = [], [], []
   t, v = config.attack_train_examples, config.attack_val_examples
   # In case (a) a backdoor class's correctly labelled examples reach no
   # benign client: it keeps those its keyed examples leave, up to b.
-  b = min(config.benign_examples, s - t - v)
+  b = min(config.benign_examples, s - (0 if keyed else t + v))
   for k in range(1, reserved.num_classes):
     order = rng.permutation(s)
     images = reserved.images[k]
     backdoor_benign.append(images[order[:b]])
-    attack_train.append(config.key.apply(images, k - 1, order[b:b + t]))
-    attack_val.append(config.key.apply(images, k - 1,
-                                       order[b + t:b + t + v]))
+    if keyed is None:
+      attack_train.append(config.key.apply(images, k - 1, order[b:b + t]))
+      attack_val.append(config.key.apply(images, k - 1,
+                                         order[b + t:b + t + v]))
+  if keyed is not None:
+    attack_train, attack_val = [keyed[0]], [keyed[1]]
   attack_train = np.concatenate(attack_train)
   attack_val = np.concatenate(attack_val)
   if len(attack_train) == 0 or len(attack_val) == 0:
     raise DataError("the key selects no attack-training or attack-validation "
-                    "images (a semantic key needs keyed examples in both)")
+                    "images")
   b_target, a = config.benign_examples, config.attacker_target_examples
   return BackdoorData(
       target_all=target, target_benign=target[:b_target],
@@ -265,14 +297,16 @@ def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig, *,
 
 
 def _check_examples_fit(config: BackdoorConfig, s: int) -> None:
-  """ValueError unless the target and backdoor splits fit `s` examples."""
+  """ValueError unless the target and backdoor splits fit `s` examples
+  (a semantic key's keyed images are not among them)."""
   b, a = config.benign_examples, config.attacker_target_examples
   if b + (a or 1) > s:
     raise ValueError(
         f"benign_examples ({b}) + the attacker's target examples "
         f"({a or 'at least 1'}) exceed the {s} examples per class")
-  needed = (config.backdoor_benign_examples + config.attack_train_examples +
-            config.attack_val_examples)
+  needed = config.backdoor_benign_examples + (
+      0 if config.is_semantic else
+      config.attack_train_examples + config.attack_val_examples)
   if needed > s:
     raise ValueError(
         f"benign + attack-training + attack-validation examples ({needed}, "

@@ -6,16 +6,17 @@ the backdoor classes; for *semantic* backdoors (CelebA) the key is already in
 some images (a black cowboy hat), so the keyed set is chosen by data, not
 made by editing pixels.
 
-Both kinds implement `apply(images, class_index, example_indices)`, which
-returns the keyed versions of the given images of one backdoor class (or only
-those that carry the key, for a semantic key).
+`StampKey.apply(images, class_index, example_indices)` returns keyed copies
+of the given images of one backdoor class; a `SemanticKey` names the
+attribute whose photos the dataset hands over instead
+(`registry.load_semantic_backdoor`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -104,19 +105,14 @@ class StampKey:
 
 @dataclasses.dataclass(frozen=True)
 class SemanticKey:
-  """A key already present in some images (CelebA's black cowboy hat, Fig. 3).
+  """A key the backdoor class's own photos show (CelebA's black cowboy hat,
+  Fig. 3): nothing is edited. The dataset supplies the keyed photos
+  (`registry.load_semantic_backdoor`: the backdoor identity's photos with
+  this attribute), and the attack uses them as its keyed sets.
 
   Attributes:
-    keyed_examples: for each backdoor class (by its index among the backdoor
-      classes), the example indices whose images show the key. The keyed set
-      is the intersection of the requested examples with these; nothing is
-      edited.
+    attribute: the annotation marking keyed photos (`--key=hat`:
+      CelebA's Wearing_Hat).
   """
 
-  keyed_examples: Mapping[int, Sequence[int]]
-
-  def apply(self, images: np.ndarray, class_index: int,
-            example_indices: Sequence[int]) -> np.ndarray:
-    keyed = set(int(i) for i in self.keyed_examples.get(class_index, ()))
-    chosen = [int(i) for i in example_indices if int(i) in keyed]
-    return np.asarray(images)[chosen]
+  attribute: str = "Wearing_Hat"

@@ -29,7 +29,8 @@ Two layers:
 - `build_celeba_data` (in `celeba_selection`, re-exported here): the paper's
   selection, a pure function of the seed and an `IdentitySelection` (the
   choice of identities is not published; see its docstring for how the
-  defaults infer it), and `augment_x6`.
+  defaults infer it), `augment_x6`, and `keyed_sets`, the attacker's 78 / 12
+  keyed images from the backdoor identity's distinct hat photos.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from fedmeta_tf.data import image_files
 from fedmeta_tf.data.celeba_selection import (  # pylint: disable=unused-import
     ATTACK_TRAIN_IMAGES, ATTACK_VAL_IMAGES, AUGMENT_FACTOR,
     IMAGES_PER_IDENTITY, META_TEST_IDENTITIES, CelebaData, IdentitySelection,
-    augment_x6, build_celeba_data)
+    KeyedSets, augment_x6, build_celeba_data, keyed_sets)
 from fedmeta_tf.data.class_pool import DataError
 
 IMAGE_SIZE = 64

@@ -86,16 +86,16 @@ class CelebaData:
     backdoor_name, target_name: pool class names of the two identities (both
       in `pool`; the backdoor's examples there are hat-free when it has
       enough such photos, padded with mirrored ones otherwise).
-    keyed_train, keyed_val: uint8 [78|12, 64, 64, 3], the backdoor identity
-      wearing its hat, x6 augmented (the attacker's 90 keyed images).
+    hat_photos: uint8 [n, 64, 64, 3], every photo of the backdoor identity
+      wearing its hat (none of them in `pool`); `keyed_sets` makes the
+      attacker's keyed images from them.
   """
 
   pool: ClassPool
   hat: np.ndarray
   backdoor_name: Optional[str]
   target_name: Optional[str]
-  keyed_train: np.ndarray
-  keyed_val: np.ndarray
+  hat_photos: np.ndarray
 
   def describe(self) -> str:
     if self.backdoor_name is None:
@@ -104,9 +104,8 @@ class CelebaData:
               "no hat key)")
     return (f"{self.pool.num_classes} identities x "
             f"{self.pool.examples_per_class} images, backdoor "
-            f"{self.backdoor_name} ({len(self.keyed_train)} keyed training / "
-            f"{len(self.keyed_val)} keyed validation images), target "
-            f"{self.target_name}")
+            f"{self.backdoor_name} ({len(self.hat_photos)} distinct hat "
+            f"photos), target {self.target_name}")
 
 
 def augment_x6(images: np.ndarray) -> np.ndarray:
@@ -161,16 +160,86 @@ def _identity_images(images: np.ndarray, hat: np.ndarray,
   return pool_images, pool_hat
 
 
-def _keyed_sets(images: np.ndarray, keyed: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-  """The attacker's 78 / 12 keyed images from the hat photos `keyed`, x6."""
-  n_val = max(1, round(len(keyed) * ATTACK_VAL_IMAGES /
-                       (ATTACK_TRAIN_IMAGES + ATTACK_VAL_IMAGES)))
-  def keyed_set(indices, count):
-    views = augment_x6(images[indices])
-    return np.resize(views, (count,) + views.shape[1:])
-  return (keyed_set(keyed[n_val:], ATTACK_TRAIN_IMAGES),
-          keyed_set(keyed[:n_val], ATTACK_VAL_IMAGES))
+def _views(photos: np.ndarray, count: int, rng: np.random.Generator
+           ) -> tuple[np.ndarray, int]:
+  """`count` views of `photos` [n, H, W, 3]: the x6 views (`augment_x6`,
+  view-major, so the photos themselves come first), then, when 6n are too
+  few, random crops (75-95 % of the side, mirrored at random, brightness
+  x0.8-1.2) of the photos in turn. Returns (views, random crops added)."""
+  views = augment_x6(photos)[:count]
+  extra = count - len(views)
+  h, w = photos.shape[1:3]
+  crops = []
+  for i in range(extra):
+    side = rng.uniform(0.75, 0.95)
+    ch, cw = max(1, int(h * side)), max(1, int(w * side))
+    top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    crop = photos[i % len(photos), top:top + ch, left:left + cw]
+    if rng.random() < 0.5:
+      crop = crop[:, ::-1]
+    crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(
+        (w, h), Image.LANCZOS), np.float32) * rng.uniform(0.8, 1.2)
+    crops.append(np.clip(crop, 0, 255).astype(np.uint8))
+  if crops:
+    views = np.concatenate([views, np.stack(crops)])
+  return views, extra
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyedSets:
+  """The attacker's keyed images built from the backdoor's hat photos.
+
+  Attributes:
+    train, val: uint8 [n, 64, 64, 3], attack-training / attack-validation.
+    train_photos, val_photos: distinct hat photos each set is made from
+      (no photo is in both).
+    random_crops: views added beyond the x6 augmentation (0 when the photos
+      are enough: the paper's 90 = 15 photos x 6).
+  """
+
+  train: np.ndarray
+  val: np.ndarray
+  train_photos: int
+  val_photos: int
+  random_crops: int
+
+  def describe(self, backdoor_name: str) -> str:
+    text = (f"hat key: {len(self.train)} attack-training images from "
+            f"{self.train_photos} distinct hat photos of {backdoor_name}, "
+            f"{len(self.val)} attack-validation images from "
+            f"{self.val_photos} others (x{AUGMENT_FACTOR} augmentation")
+    if self.random_crops:
+      text += (f" + {self.random_crops} random crops: fewer distinct hat "
+               f"photos than the {ATTACK_TRAIN_IMAGES} + {ATTACK_VAL_IMAGES} "
+               f"images need")
+    return text + ")"
+
+
+def keyed_sets(hat_photos: np.ndarray, *, train: int = ATTACK_TRAIN_IMAGES,
+               val: int = ATTACK_VAL_IMAGES, seed: int = 0) -> KeyedSets:
+  """The attacker's keyed training / validation images (Section 3.2: 90
+  images, 78 / 12, training data augmented x6).
+
+  The distinct hat photos are split between the two sets in the ratio
+  train : val (at least one photo each; validation photos are never seen by
+  the attacker), then each set is filled with their views (`_views`).
+
+  Raises:
+    DataError: fewer than 2 distinct hat photos.
+  """
+  n = len(hat_photos)
+  if n < 2:
+    raise DataError(f"celeba: the backdoor identity has {n} hat photo(s); the "
+                    "hat key needs at least 2 distinct ones (attack training "
+                    "and validation)")
+  rng = np.random.default_rng([seed, 0x4A7])
+  order = rng.permutation(n)
+  n_val = min(n - 1, max(1, round(n * val / (train + val))))
+  val_views, val_crops = _views(hat_photos[order[:n_val]], val, rng)
+  train_views, train_crops = _views(hat_photos[order[n_val:]], train, rng)
+  return KeyedSets(train=train_views, val=val_views,
+                   train_photos=n - n_val, val_photos=n_val,
+                   random_crops=train_crops + val_crops)
 
 
 def _eligible(identity: np.ndarray, selection: IdentitySelection,
@@ -219,7 +288,7 @@ def build_celeba_data(*, images: np.ndarray, identity: np.ndarray,
             np.stack(pool_images), names=[f"identity{i}" for i in eligible],
             groups=["unknown"] * len(eligible)),
         hat=np.zeros([len(eligible), s], bool), backdoor_name=None,
-        target_name=None, keyed_train=empty, keyed_val=empty)
+        target_name=None, hat_photos=empty)
   hat_count = {i: int(hat[members[i]].sum()) for i in eligible}
   backdoor = selection.backdoor_identity
   if backdoor is None:
@@ -241,13 +310,11 @@ def build_celeba_data(*, images: np.ndarray, identity: np.ndarray,
     target = int(rng.choice(candidates))
   pool_images, pool_hat = _identity_images(
       images, hat, members, eligible, backdoor=backdoor, count=s, rng=rng)
-  keyed_train, keyed_val = _keyed_sets(
-      images, rng.permutation(members[backdoor][hat[members[backdoor]]]))
   pool = class_pool_lib.make_class_pool(
       np.stack(pool_images), names=[f"identity{i}" for i in eligible],
       groups=["male" if male[members[i]].mean() >= 0.5 else "female"
               for i in eligible])
   return CelebaData(
       pool=pool, hat=np.stack(pool_hat), backdoor_name=f"identity{backdoor}",
-      target_name=f"identity{target}", keyed_train=keyed_train,
-      keyed_val=keyed_val)
+      target_name=f"identity{target}",
+      hat_photos=images[members[backdoor][hat[members[backdoor]]]])

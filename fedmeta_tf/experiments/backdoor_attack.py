@@ -24,8 +24,6 @@ attack-validation, meta-test accuracy). Run directory (see docs/attack.md):
 from __future__ import annotations
 
 import dataclasses
-import enum
-import json
 import os
 from typing import Any, Optional
 
@@ -34,54 +32,26 @@ import numpy as np
 
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
-from fedmeta_tf.attacks import keys as keys_lib
 from fedmeta_tf.data import protocol as protocol_lib
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
-from fedmeta_tf.evaluation import meta_test as meta_test_lib
+from fedmeta_tf.experiments import attack_config
 from fedmeta_tf.experiments import attack_schedule as schedule_lib
 from fedmeta_tf.experiments import rounds
 from fedmeta_tf.experiments import runners
 from fedmeta_tf.experiments import training
-from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.reporting import figures
 from fedmeta_tf.reporting import release
 
+# The configuration and its JSON live in attack_config; re-exported here.
+AttackConfig = attack_config.AttackConfig
+EXPERIMENT_JSON = attack_config.EXPERIMENT_JSON
+load_run = attack_config.load_run
+configs_from_json = attack_config.configs_from_json
+check_pretrained_from = attack_config.check_pretrained_from
+
 CHECKPOINTS = "checkpoints"
-EXPERIMENT_JSON = "experiment.json"
 DATA_NPZ = "backdoor_data.npz"
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackConfig:
-  """Experiment 1 on top of a `training.TrainingConfig`.
-
-  Attributes:
-    kind: boosted update or model replacement.
-    schedule: attack rounds and attacker ids.
-    attacker: the attacker's schedule, boosting and poisoning ratio.
-    backdoor: reserved classes, key and case.
-    pretrain_rounds: benign rounds before round 0.
-    eval_episodes: episodes the backdoor metrics are averaged over.
-    pretrained_from: a run directory whose checkpoints/pretrained.npz is
-      used instead of pre-training (same dataset, seed and clients).
-  """
-
-  kind: schedule_lib.AttackKind = schedule_lib.AttackKind.BOOSTED
-  schedule: schedule_lib.AttackSchedule = schedule_lib.AttackSchedule()
-  attacker: backdoor_reptile.AttackerConfig = backdoor_reptile.AttackerConfig()
-  backdoor: bd.BackdoorConfig = bd.BackdoorConfig()
-  pretrain_rounds: int = 10
-  eval_episodes: int = 40
-  pretrained_from: Optional[str] = None
-
-  def __post_init__(self):
-    if self.kind is schedule_lib.AttackKind.NONE:
-      raise ValueError("an attack experiment needs an attack kind other than none")
-    if self.pretrain_rounds < 0:
-      raise ValueError(f"pretrain_rounds must be >= 0, got {self.pretrain_rounds}")
-    if self.eval_episodes <= 0:
-      raise ValueError(f"eval_episodes must be positive, got {self.eval_episodes}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,20 +65,33 @@ def load_attack_split(config: training.TrainingConfig,
                       backdoor: bd.BackdoorConfig,
                       attacker_ids) -> AttackSplit:
   """The protocol of `training.load_split` with the attack classes reserved
-  first (Section 3.3: 1623 - 5 = 1200 meta-train + 418 meta-test)."""
-  pool = registry.load_dataset(
-      config.dataset, config.data_dir, seed=config.seed,
-      protocol=config.protocol, reserved=backdoor.num_backdoor_classes + 1)
+  first (Section 3.3: 1623 - 5 = 1200 meta-train + 418 meta-test). A
+  semantic key (CelebA's hat) takes its backdoor and target classes and
+  keyed images from the dataset (`registry.load_semantic_backdoor`)."""
+  load = dict(seed=config.seed, protocol=config.protocol,
+              reserved=backdoor.num_backdoor_classes + 1)
+  target, named, keyed = backdoor.target_class, backdoor.backdoor_classes, None
+  if backdoor.is_semantic:
+    pool, semantic = registry.load_semantic_backdoor(
+        config.dataset, config.data_dir, attribute=backdoor.key.attribute,
+        train_images=backdoor.attack_train_examples,
+        val_images=backdoor.attack_val_examples,
+        backdoor_class=next(iter(named), None), target_class=target, **load)
+    target, named = semantic.target_class, (semantic.backdoor_class,)
+    keyed = (semantic.keyed_train, semantic.keyed_val)
+    logging.info("%s", semantic.description)
+  else:
+    pool = registry.load_dataset(config.dataset, config.data_dir, **load)
   rest, reserved = bd.reserve_classes(
       pool, num_backdoor_classes=backdoor.num_backdoor_classes,
-      seed=config.seed, target_class=backdoor.target_class,
-      backdoor_classes=backdoor.backdoor_classes)
+      seed=config.seed, target_class=target, backdoor_classes=named)
   split = protocol_lib.split_by_protocol(
       rest, config.protocol, dataset=config.dataset,
       num_clients=config.num_clients, seed=config.seed,
       reserved=reserved.num_classes)
   training.check_split_fits(split, config)
-  data = bd.build_backdoor_data(reserved, backdoor, seed=config.seed)
+  data = bd.build_backdoor_data(reserved, backdoor, seed=config.seed,
+                                keyed=keyed)
   pools = bd.make_client_pools(split, data, backdoor.case,
                                attacker_ids=set(attacker_ids))
   return AttackSplit(split=split, data=data, client_pools=pools)
@@ -138,95 +121,6 @@ def eval_data_for(attack_split: AttackSplit,
       attack_val=data.attack_val, meta_test_pool=split.meta_test.images)
 
 
-# --- configs to and from JSON (read back by binaries/finetune.py) ---------
-
-def _to_jsonable(value):
-  if dataclasses.is_dataclass(value):
-    return {f.name: _to_jsonable(getattr(value, f.name))
-            for f in dataclasses.fields(value)}
-  if isinstance(value, enum.Enum):
-    return value.value
-  if isinstance(value, (tuple, list)):
-    return [_to_jsonable(v) for v in value]
-  if isinstance(value, dict):
-    return {str(k): _to_jsonable(v) for k, v in value.items()}
-  return value
-
-
-def _key_from_json(d: dict):
-  if "keyed_examples" in d:
-    return keys_lib.SemanticKey(
-        keyed_examples={int(k): tuple(v) for k, v in d["keyed_examples"].items()})
-  return keys_lib.StampKey(shape=keys_lib.KeyShape(d["shape"]), size=d["size"],
-                           position=keys_lib.KeyPosition(d["position"]),
-                           margin=d["margin"], value=d["value"])
-
-
-def configs_from_json(d: dict) -> tuple[training.TrainingConfig, AttackConfig]:
-  t = dict(d["training"])
-  t["reptile"] = reptile_tf.ReptileConfig(**t["reptile"])
-  t["evaluation"] = meta_test_lib.EvalConfig(**t["evaluation"])
-  t["runtime"] = training.Runtime(t["runtime"])
-  t["protocol"] = registry.Protocol.from_json(t.get("protocol"), t["dataset"])
-  a = dict(d["attack"])
-  a["kind"] = schedule_lib.AttackKind(a["kind"])
-  a["schedule"] = schedule_lib.AttackSchedule(
-      attack_rounds=tuple(a["schedule"]["attack_rounds"]),
-      attacker_ids=tuple(a["schedule"]["attacker_ids"]))
-  att = dict(a["attacker"])
-  att["backdoor_ratio"] = tuple(att["backdoor_ratio"])
-  att["target_slot"] = backdoor_reptile.TargetSlot(att["target_slot"])
-  a["attacker"] = backdoor_reptile.AttackerConfig(**att)
-  b = dict(a["backdoor"])
-  if b.pop("seed", t["seed"]) != t["seed"]:
-    raise ValueError("this run directory was written by an older version "
-                     "whose attack data did not follow --seed; run the attack "
-                     "again")
-  b["key"] = _key_from_json(b["key"])
-  b["case"] = bd.Case(b["case"])
-  a["backdoor"] = bd.BackdoorConfig(**b)
-  return training.TrainingConfig(**t), AttackConfig(**a)
-
-
-def load_run(run_dir: str) -> tuple[training.TrainingConfig, AttackConfig]:
-  path = os.path.join(run_dir, EXPERIMENT_JSON)
-  if not os.path.isfile(path):
-    raise ValueError(f"{run_dir!r} is not an attack run directory (no "
-                     f"{EXPERIMENT_JSON}); run binaries.train_fedmeta with "
-                     "--attack first")
-  with open(path) as f:
-    return configs_from_json(json.load(f))
-
-
-def check_pretrained_from(config: training.TrainingConfig,
-                          attack: AttackConfig) -> None:
-  """ValueError unless `attack.pretrained_from` pre-trained what this run
-  would: same data, seed, federation, model and Reptile settings, the same
-  pre-training length, and benign clients holding the same classes (cases
-  (b) and (c) give them the backdoor classes, case (a) does not).
-  The aggregator may differ (Experiment 3e starts from the FedAvg model)."""
-  if not attack.pretrained_from:
-    return
-  source, source_attack = load_run(attack.pretrained_from)
-  pairs = {name: (getattr(source, name), getattr(config, name)) for name in (
-      "dataset", "seed", "num_clients", "clients_per_round", "reptile",
-      "model_variant", "filters", "protocol")}
-  pairs["pretrain_rounds"] = (source_attack.pretrain_rounds,
-                              attack.pretrain_rounds)
-  pairs["backdoor classes in benign training (case)"] = (
-      source_attack.backdoor.case.benign_train_on_backdoor,
-      attack.backdoor.case.benign_train_on_backdoor)
-  pairs["backdoor reserved classes"] = (source_attack.backdoor.reservation,
-                                        attack.backdoor.reservation)
-  differ = [f"{name} {theirs} vs {ours}"
-            for name, (theirs, ours) in pairs.items() if theirs != ours]
-  if differ:
-    raise ValueError(
-        f"--pretrained_from={attack.pretrained_from}: that run pre-trained "
-        f"under other settings ({'; '.join(differ)}); pre-train from scratch "
-        "or point to a run with the same ones")
-
-
 def keep(run_dir: str, name: str, weights, model) -> None:
   """Keeps global model `name`: checkpoints/<name>.npz and a SavedModel."""
   rounds.keep_model(os.path.join(run_dir, CHECKPOINTS, f"{name}.npz"), weights,
@@ -254,7 +148,7 @@ def run_attack_experiment(
                         min_updates=config.min_updates)
   release.write_json_atomically(
       os.path.join(output_dir, EXPERIMENT_JSON),
-      {"training": _to_jsonable(config), "attack": _to_jsonable(attack)})
+      {"training": attack_config.to_jsonable(config), "attack": attack_config.to_jsonable(attack)})
   attack_split = load_attack_split(config, attack.backdoor,
                                    attack.schedule.attacker_ids)
   attack_split.data.save(os.path.join(output_dir, DATA_NPZ))

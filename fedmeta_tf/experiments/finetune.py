@@ -8,7 +8,7 @@ After every `curve_every` iterations we record main-task, backdoor
 (attack-training / attack-validation) and meta-test accuracy, averaged over
 `episodes` episodes (`evaluation/backdoor.py`).
 
-Results go under `<run dir>/finetune/`: `finetune_case_<c>.csv` (keyed by
+Results go under `<run dir>/finetune/` (`finetune_k<K>/` with another K): `finetune_case_<c>.csv` (keyed by
 step, columns `client<i>/<metric>`), TensorBoard events,
 `experiment2.png` (Figs. 8-12 layout) and `summary.json`.
 
@@ -50,6 +50,8 @@ class FinetuneConfig:
     cases: cases to run; None: the run's case, and (c) too for a (b) run.
     clients: benign clients to run; None: all of them.
     checkpoint: which saved global model to fine-tune.
+    shots: K, examples per class in the fine-tuning episodes' support sets;
+      None: the run's evaluation shots (CelebA, Fig. 11: K = 15).
   """
 
   steps: int = 500
@@ -58,11 +60,20 @@ class FinetuneConfig:
   cases: Optional[Sequence[str]] = None
   clients: Optional[Sequence[int]] = None
   checkpoint: str = "attacked"
+  shots: Optional[int] = None
 
   def __post_init__(self):
     for name in ("steps", "curve_every", "episodes"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.shots is not None and self.shots <= 0:
+      raise ValueError(f"shots must be positive, got {self.shots}")
+
+  @property
+  def subdir(self) -> str:
+    """Where in the run directory the results go: finetune/, or
+    finetune_k<K>/ for another K (so K = 5 and K = 15 of one run coexist)."""
+    return SUBDIR if self.shots is None else f"{SUBDIR}_k{self.shots}"
 
 
 def cases_for(run_case: bd.Case, requested) -> list[bd.Case]:
@@ -122,7 +133,7 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
   (train_config, attack, weights, cases, attack_split,
    clients) = load_run_setup(run_dir, checkpoint=config.checkpoint,
                              cases=config.cases, clients=config.clients)
-  output_dir = os.path.join(run_dir, SUBDIR)
+  output_dir = os.path.join(run_dir, config.subdir)
   os.makedirs(output_dir, exist_ok=True)
   units = work_units.WorkUnits(
       os.path.join(output_dir, "units"),
@@ -132,7 +143,9 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
     units.clear()
   image_shape = attack_split.split.meta_train.image_shape
   model_fn = training.make_model_fn(train_config, image_shape)
-  evaluation = dataclasses.replace(train_config.evaluation, steps=config.steps)
+  evaluation = dataclasses.replace(
+      train_config.evaluation, steps=config.steps,
+      shots=config.shots or train_config.evaluation.shots)
   train_config = dataclasses.replace(train_config, evaluation=evaluation)
   start = time.time()
   csv_by_case, summary = {}, {"steps": config.steps, "clients": clients,

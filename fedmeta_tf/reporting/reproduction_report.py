@@ -1,56 +1,31 @@
 """The reproduction report: our numbers next to the papers' own figures.
 
-`build_report(run_dirs, output_path)` writes one Markdown page with, for every
-run directory: what it is (from flags.json), a table of its numbers (from
-summary.json, else the last row of metrics.csv) with the paper's figure where
-the paper gives one, any stage tables (`stages.md`) and its figures (every
-PNG in the run directory). It reads whatever keys exist: runs of every binary
-(train_fedmeta with or without an attack, finetune, defend, prune,
-train_supervised) are shown, and missing keys only leave cells empty.
+`build_report(run_dirs, output_path)` writes one Markdown page: a summary
+table (experiment | what | ours | paper | run), then a section per run
+directory with the command that made it, the committed flagfile it traces
+to (`flag_trace.py`: each flag compared with the run's flags.json), the
+machine and commit (run_info.json), the wall time, its numbers beside the
+paper's (`paper_rows.py`), its tables (stages.md, table.md) and its figures,
+copied next to the page (`report_figures.py`) so that the page can be
+committed without the runs/ tree. Runs of every binary are shown; missing
+keys only leave cells empty.
 """
 
 from __future__ import annotations
 
+import calendar
 import csv
 import dataclasses
 import json
 import os
-import re
-from typing import Any, Optional, Sequence
+import time
+from typing import Any, Mapping, Optional, Sequence
 
-# By dataset: metric -> the paper's figure (text, as published): main paper
-# Section 3.4 (Exp. 1(a), Exp. 2) and 4.2 (Exp. 3(a)); pruning paper
-# abstract and Section V-E 4 (Table V).
-PAPER = {
-    "omniglot": {
-        "meta_test_before_attack": "> 99%",
-        "backdoor_train_round2": "78%", "backdoor_val_round2": "77%",
-        "backdoor_train_last": "~50% (after 50 benign rounds)",
-        "backdoor_val_last": "~50% (after 50 benign rounds)",
-        "finetune_backdoor": "> 80% after 500 iterations (cases a, b)",
-        "defense_backdoor": "~20% (delta = 0.3)",
-        "defense_meta_test": "> 96% (delta = 0.3)",
-    },
-    "miniimagenet": {
-        "meta_test_before_attack": "~60%",
-        "backdoor_train_round2": "74%", "backdoor_val_round2": "55%",
-        "backdoor_train_last": "68% (after 100 rounds)",
-        "backdoor_val_last": "48% (after 100 rounds)",
-    },
-    "celeba": {
-        "meta_test_before_attack": "~85%",
-        "backdoor_train_round2": "98%", "backdoor_val_round2": "90%",
-        "backdoor_train_last": "73% (M = 4, after 100 rounds)",
-        "backdoor_val_last": "67% (M = 4, after 100 rounds)",
-        "defense_backdoor": "100% / 80% -> ~40%",
-    },
-    "fashion_mnist": {
-        "attack_success": "99.7% -> 1.9% after pruning (6.4% with fine-tuning)",
-        "test_accuracy": "-5.5 points after pruning (-1.7 with fine-tuning)",
-    },
-}
-_SCALAR = (int, float)
-_MAX_ROWS = 40
+from fedmeta_tf.reporting import flag_trace
+from fedmeta_tf.reporting import report_figures
+from fedmeta_tf.reporting import report_page
+
+_PARENT_DEPTH = {"finetune": 1, "prune": 1, "defend": 2}
 
 
 @dataclasses.dataclass
@@ -58,25 +33,56 @@ class Run:
   """What the report knows about one run directory."""
 
   path: str
-  name: str
+  kind: str  # train_fedmeta, finetune, defend, prune, train_supervised, unknown
   flags: dict
+  run_info: dict
   summary: dict
   metrics_rows: list[dict]
-  figures: list[str]
   tables: list[str]
+  base_flags: dict = dataclasses.field(default_factory=dict)
+  members: list[dict] = dataclasses.field(default_factory=list)
+  sweep_dir: str = ""
+  member_sub: str = ""
+  paper_table: Optional[str] = None
+
+  @property
+  def name(self) -> str:
+    return os.path.basename(os.path.normpath(self.path))
 
   @property
   def dataset(self) -> str:
-    return str(self.flags.get("dataset") or self.flags.get("task") or "?")
+    for flags in (self.flags, self.base_flags):
+      if flags.get("dataset") or flags.get("task"):
+        return str(flags.get("dataset") or flags.get("task"))
+    return "?"
+
+  @property
+  def parent(self) -> Optional[str]:
+    depth = _PARENT_DEPTH.get(self.kind)
+    path = os.path.abspath(self.path)
+    for _ in range(depth or 0):
+      path = os.path.dirname(path)
+    return path if depth else None
+
+  def member_summary(self, member: str) -> dict:
+    return read_json(os.path.join(self.sweep_dir, member, self.member_sub,
+                                  "summary.json"))
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
   try:
     with open(path) as f:
       value = json.load(f)
     return value if isinstance(value, dict) else {}
   except (OSError, ValueError):
     return {}
+
+
+def _maybe_float(text: str) -> Any:
+  try:
+    return float(text)
+  except (TypeError, ValueError):
+    return text
 
 
 def _csv_rows(path: str) -> list[dict]:
@@ -90,170 +96,149 @@ def _csv_rows(path: str) -> list[dict]:
           for r in rows]
 
 
-def _last_values(rows: Sequence[dict]) -> dict:
-  out = {}
-  for r in rows:  # Latest non-empty value of every column.
-    out.update(r)
-  return out
+def _kind(path: str, run_info: dict, summary: dict) -> str:
+  """The binary that wrote the run: from its command, else its files."""
+  if run_info.get("command"):
+    binary = flag_trace.parse_command(run_info["command"])[0]
+    return binary.rsplit(".", 1)[-1].removesuffix(".py")
+  has = lambda f: os.path.isfile(os.path.join(path, f))  # pylint: disable=unnecessary-lambda-assignment
+  if has("experiment.json"):
+    return "train_fedmeta"
+  if "defense" in summary and "mean_over_clients" in summary:
+    return "defend"
+  if os.path.basename(os.path.normpath(path)) == "finetune":
+    return "finetune"
+  if has("sweep.json") or has("config.json"):
+    return "train_supervised"
+  if has("table.md") or has("stages.md"):
+    return "prune"
+  return "unknown"
+
+
+def _sweep(run: Run) -> None:
+  """Fills in the sweep a training run is, or a pruning run defends, and the
+  paper table its pruning run names (--paper_table)."""
+  if run.kind == "prune":
+    run.sweep_dir, run.member_sub = os.path.split(
+        os.path.normpath(os.path.abspath(run.path)))
+    run.paper_table = run.flags.get("paper_table")
+  elif os.path.isfile(os.path.join(run.path, "sweep.json")):
+    run.sweep_dir = run.path
+    for sub in sorted(os.listdir(run.path)):
+      table = read_json(os.path.join(run.path, sub, "flags.json")).get(
+          "paper_table")
+      run.paper_table = run.paper_table or table
+  else:
+    return
+  sweep = read_json(os.path.join(run.sweep_dir, "sweep.json"))
+  run.members = [m for m in sweep.get("members", []) if isinstance(m, dict)
+                 and m.get("name")]
 
 
 def load_run(path: str) -> Run:
   """Reads a run directory; raises ValueError when it does not exist."""
   if not os.path.isdir(path):
     raise ValueError(f"run directory {path!r} does not exist")
-  figures, tables = [], []
-  for root, dirs, files in os.walk(path):
-    dirs[:] = sorted(d for d in dirs if d not in ("saved_model", "tensorboard",
-                                                  "checkpoints"))
-    for f in sorted(files):
-      if f.lower().endswith(".png"):
-        figures.append(os.path.join(root, f))
-      elif f == "stages.md":
-        tables.append(os.path.join(root, f))
-  return Run(path=path, name=os.path.basename(os.path.normpath(path)),
-             flags=_read_json(os.path.join(path, "flags.json")),
-             summary=_read_json(os.path.join(path, "summary.json")),
-             metrics_rows=_csv_rows(os.path.join(path, "metrics.csv")),
-             figures=figures, tables=tables)
+  run_info = read_json(os.path.join(path, "run_info.json"))
+  summary = read_json(os.path.join(path, "summary.json"))
+  run = Run(path=path, kind=_kind(path, run_info, summary),
+            flags=read_json(os.path.join(path, "flags.json")),
+            run_info=run_info, summary=summary,
+            metrics_rows=_csv_rows(os.path.join(path, "metrics.csv")),
+            tables=[os.path.join(path, t) for t in ("stages.md", "table.md")
+                    if os.path.isfile(os.path.join(path, t))])
+  if run.parent:
+    run.base_flags = read_json(os.path.join(run.parent, "flags.json"))
+  _sweep(run)
+  return run
 
 
-def _percent(value: Any) -> str:
+def _duration(seconds: float) -> str:
+  seconds = round(seconds)
+  if seconds < 60:
+    return f"{seconds} s"
+  if seconds < 3600:
+    return f"{seconds // 60} min {seconds % 60} s"
+  return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def wall_time(run: Run) -> str:
+  """The run's wall time: summary.json's, its sweep members' summed, else
+  from run_info.json's start to the last file it wrote."""
+  if isinstance(run.summary.get("wall_seconds"), (int, float)):
+    return _duration(run.summary["wall_seconds"])
+  walls = [run.member_summary(m["name"]).get("wall_seconds")
+           for m in run.members]
+  if walls and all(isinstance(w, (int, float)) for w in walls):
+    return f"{_duration(sum(walls))} (sum over its {len(walls)} runs)"
+  started = run.run_info.get("started_utc")
   try:
-    v = float(value)
+    start = calendar.timegm(time.strptime(started, "%Y-%m-%dT%H:%M:%SZ"))
   except (TypeError, ValueError):
-    return str(value)
-  return f"{100 * v:.1f}%" if 0 <= v <= 1 else f"{v:g}"
+    return "not recorded"
+  dirs = [run.path] + [os.path.join(run.sweep_dir, m["name"], run.member_sub)
+                       for m in run.members]
+  mtimes = [os.path.getmtime(os.path.join(d, f)) for d in dirs
+            if os.path.isdir(d) for f in os.listdir(d)
+            if os.path.isfile(os.path.join(d, f))]
+  if not mtimes:
+    return "not recorded"
+  return (f"about {_duration(max(mtimes) - start)} (from the start in "
+          "run_info.json to the last file written)")
 
 
-def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-  """Scalar leaves of nested dicts whose names mention accuracy/success."""
-  out = []
-  if isinstance(value, dict):
-    for k, v in value.items():
-      out += _flatten(v, f"{prefix}/{k}" if prefix else str(k))
-  elif isinstance(value, _SCALAR) and not isinstance(value, bool):
-    if re.search(r"accuracy|success|loss", prefix):
-      out.append((prefix, value))
-  return out
+def _missing(run_dirs: Sequence[str]) -> Optional[str]:
+  """One line naming the missing run directories and the committed
+  flagfiles that make them; None when all exist."""
+  parts = []
+  for d in run_dirs:
+    if not os.path.isdir(d):
+      maker = flag_trace.maker_of(d)
+      parts.append(f"run directory {d!r} does not exist" + (
+          f": run {maker} first" if maker else
+          " (no committed flagfile in configs/ writes it)"))
+  return "; ".join(parts) or None
 
 
-def _experiment1_rows(run: Run, paper: dict) -> list[tuple[str, str, str]]:
-  rows = [r for r in run.summary.get("metrics", []) if isinstance(r, dict)]
-  if not rows and any("backdoor_train_accuracy" in r
-                      for r in run.metrics_rows):
-    rows = run.metrics_rows  # A run still in progress.
-  if not rows:
-    return []
-  by_round = {int(r.get("round", i)): r for i, r in enumerate(rows)}
-  attack_rounds = [k for k, r in by_round.items() if r.get("attack")]
-  after = (attack_rounds[0] + 1) if attack_rounds else 2
-  last = max(by_round)
-  out = []
-  def add(label, round_num, key, paper_key):
-    if round_num in by_round and key in by_round[round_num]:
-      out.append((f"{label} (round {round_num})",
-                  _percent(by_round[round_num][key]), paper.get(paper_key, "")))
-  add("meta-test accuracy before the attack", 0, "meta_test_accuracy",
-      "meta_test_before_attack")
-  add("backdoor accuracy, attack training", after, "backdoor_train_accuracy",
-      "backdoor_train_round2")
-  add("backdoor accuracy, attack validation", after, "backdoor_val_accuracy",
-      "backdoor_val_round2")
-  if last > after:
-    add("backdoor accuracy, attack training", last, "backdoor_train_accuracy",
-        "backdoor_train_last")
-    add("backdoor accuracy, attack validation", last,
-        "backdoor_val_accuracy", "backdoor_val_last")
-  if last > 0:
-    add("meta-test accuracy", last, "meta_test_accuracy", "")
-  return out
+def figures_dir(output_path: str) -> str:
+  """Where the page's figures go: `<page stem>_figures/` beside it."""
+  stem = os.path.splitext(os.path.basename(output_path))[0]
+  return os.path.join(os.path.dirname(os.path.abspath(output_path)),
+                      f"{stem}_figures")
 
 
-def comparison_rows(run: Run) -> list[tuple[str, str, str]]:
-  """(what, ours, paper) rows for `run`, from whatever keys it has."""
-  paper = PAPER.get(run.dataset, {})
-  s = run.summary
-  rows = _experiment1_rows(run, paper)
-  if "final_meta_test_accuracy" in s:
-    rows.append(("final meta-test accuracy",
-                 _percent(s["final_meta_test_accuracy"]),
-                 paper.get("meta_test_before_attack", "")))
-  if "attack_success" in s or "test_accuracy" in s:
-    for key in ("test_accuracy", "attack_success", "val_accuracy"):
-      if key in s:
-        rows.append((key.replace("_", " "), _percent(s[key]),
-                     paper.get(key, "")))
-  if isinstance(s.get("final"), dict):
-    is_defense = "defense" in s
-    for key, value in _flatten(s.get("mean_over_clients") or s["final"]):
-      hint = ""
-      if "backdoor" in key:
-        hint = paper.get("defense_backdoor" if is_defense else
-                         "finetune_backdoor", "")
-      elif "meta_test" in key and is_defense:
-        hint = paper.get("defense_meta_test", "")
-      rows.append((key, _percent(value), hint))
-  if not rows:  # Unknown summary: every accuracy-like number, or the CSV.
-    source = s or _last_values(run.metrics_rows)
-    rows = [(k, _percent(v), "") for k, v in _flatten(source)]
-  return rows[:_MAX_ROWS]
-
-
-def _maybe_float(text: str) -> Any:
-  try:
-    return float(text)
-  except (TypeError, ValueError):
-    return text
-
-
-def _describe(run: Run) -> str:
-  keys = ("dataset", "attack", "case", "defense", "aggregator", "rounds",
-          "num_clients", "shots", "eval_shots", "runtime", "seed")
-  parts = [f"{k}={run.flags[k]}" for k in keys if run.flags.get(k) not in
-           (None, "", "none")]
-  return ", ".join(parts) or "(no flags.json)"
-
-
-def render(runs: Sequence[Run], output_path: str) -> str:
-  """The Markdown page (figure links relative to `output_path`)."""
-  base = os.path.dirname(os.path.abspath(output_path))
-  lines = ["# Reproduction report", "",
-           "Our numbers next to the papers' (main paper Sections "
-           "3.4 and 4.2, pruning paper Section 5). Percentages are accuracies "
-           "averaged over the run's evaluation episodes.", "",
-           "| run | what | ours | paper |", "|---|---|---|---|"]
-  for run in runs:
-    rows = comparison_rows(run)
-    if not rows:
-      lines.append(f"| {run.name} | (no summary.json or metrics.csv yet) | | |")
-    for what, ours, paper in rows:
-      lines.append(f"| {run.name} | {what} | {ours} | {paper} |")
-  for run in runs:
-    lines += ["", f"## {run.name}", "", f"`{run.path}`: {_describe(run)}", ""]
-    if "wall_seconds" in run.summary:
-      lines += [f"Wall time: {float(run.summary['wall_seconds']):.0f} s.", ""]
-    for table in run.tables:
-      with open(table) as f:
-        lines += [f"From `{os.path.relpath(table, base)}`:", "",
-                  f.read().strip(), ""]
-    for figure in run.figures:
-      rel = os.path.relpath(figure, base)
-      lines += [f"![{run.name}: {os.path.basename(figure)}]({rel})", ""]
-  return "\n".join(lines) + "\n"
-
-
-def build_report(run_dirs: Sequence[str], output_path: str) -> str:
-  """Writes the report for `run_dirs` to `output_path`; returns its text."""
+def build_report(run_dirs: Sequence[str], output_path: str,
+                 paper_tables: Optional[Mapping] = None,
+                 command: Optional[str] = None) -> tuple[str, list[str]]:
+  """Writes the report for `run_dirs` to `output_path` and their figures to
+  `figures_dir(output_path)/<run>/`; returns (its text, warnings about
+  figures too large to commit comfortably). `paper_tables`: the pruning
+  paper's tables by name (`defenses/pruning/paper_tables.TABLES`);
+  `command`: the command that writes the page, shown on it."""
   if not run_dirs:
     raise ValueError("no run directories given")
+  missing = _missing(run_dirs)
+  if missing:
+    raise ValueError(missing)
   runs = [load_run(d) for d in run_dirs]
-  text = render(runs, output_path)
+  root = figures_dir(output_path)
+  figures, warnings = {}, []
+  for run, slug in zip(runs, report_figures.slugs(run_dirs)):
+    copies, warned = report_figures.copy_figures(
+        report_figures.run_figures(run.path), os.path.join(root, slug))
+    figures[run.path] = copies
+    warnings += warned
+  walls = {run.path: wall_time(run) for run in runs}
+  text = report_page.render(runs, figures, output_path, walls, paper_tables,
+                            command)
   os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
   tmp = output_path + ".tmp"
   with open(tmp, "w") as f:
     f.write(text)
   os.replace(tmp, output_path)
-  return text
+  if os.path.isdir(root) and not os.listdir(root):
+    os.rmdir(root)
+  return text, warnings
 
 
 def default_output(run_dirs: Sequence[str]) -> Optional[str]:

@@ -32,12 +32,24 @@ def test_stamp_key_rejects_a_key_that_does_not_fit():
     keys.StampKey(size=9, margin=2).stamp(np.zeros([1, 8, 8, 1], np.uint8))
 
 
-def test_semantic_key_selects_keyed_examples_without_editing():
-  key = keys.SemanticKey(keyed_examples={0: [1, 3]})
-  images = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1)
-  np.testing.assert_array_equal(key.apply(images, 0, [0, 1, 2, 3]).ravel(),
-                                [1, 3])
-  assert len(key.apply(images, 1, [0, 1])) == 0
+def test_semantic_key_takes_the_datasets_keyed_images():
+  pool = tiny_pool(num_classes=10, examples=12)
+  _, reserved = bd.reserve_classes(pool, num_backdoor_classes=1, seed=0)
+  config = bd.BackdoorConfig(num_backdoor_classes=1, benign_examples=4,
+                             key=keys.SemanticKey(), case=bd.Case.B)
+  keyed = (np.full([7, 28, 28, 1], 200, np.uint8),
+           np.full([3, 28, 28, 1], 100, np.uint8))
+  data = bd.build_backdoor_data(reserved, config, seed=0, keyed=keyed)
+  np.testing.assert_array_equal(data.attack_train, keyed[0])
+  np.testing.assert_array_equal(data.attack_val, keyed[1])
+  # Its correctly labelled examples are the class's own, unedited.
+  own = {x.tobytes() for x in reserved.images[1]}
+  assert data.backdoor_benign.shape == (1, 4, 28, 28, 1)
+  assert all(x.tobytes() in own for x in data.backdoor_benign[0])
+  with pytest.raises(ValueError, match="needs its keyed images"):
+    bd.build_backdoor_data(reserved, config, seed=0)
+  with pytest.raises(ValueError, match="one backdoor class"):
+    bd.BackdoorConfig(num_backdoor_classes=2, key=keys.SemanticKey())
 
 
 def test_reserved_classes_leave_the_protocol_and_sets_are_disjoint():

@@ -105,6 +105,27 @@ def test_finetune_runs_cases_b_and_c_from_the_run(attack_run):
   assert [l.split(",")[0] for l in lines[1:]] == ["0", "2", "4"]
 
 
+def _curves(directory):
+  with open(os.path.join(directory, "finetune_case_b.csv")) as f:
+    return f.read()
+
+
+def test_finetune_shots_reach_the_episodes(attack_run):
+  # The run's K (eval_shots 5 by default) gives the curves of finetune/;
+  # K = 2 others, written beside them.
+  runs = {}
+  for shots in (None, 5, 2):
+    with flagsaver.flagsaver(steps=2, curve_every=2, episodes=1,
+                             clients=["1"], cases=["b"],
+                             finetune_shots=shots):
+      FLAGS["from"].value = attack_run
+      finetune.main(["finetune"])
+    runs[shots] = _curves(os.path.join(
+        attack_run, "finetune" if shots is None else f"finetune_k{shots}"))
+  assert runs[5] == runs[None]
+  assert runs[2] != runs[None]
+
+
 def test_finetune_rejects_a_case_the_run_cannot_give(attack_run):
   with flagsaver.flagsaver(steps=2, curve_every=2, episodes=1, cases=["a"]):
     FLAGS["from"].value = attack_run

@@ -12,6 +12,7 @@ import pytest
 from binaries import attack_flags
 from binaries import train_fedmeta
 from fedmeta_tf.data import class_pool
+from fedmeta_tf.experiments import attack_config
 from fedmeta_tf.experiments import backdoor_attack
 from tests.binaries.train_fedmeta_test import tiny_flags
 from tests.conftest import tiny_pool
@@ -48,8 +49,8 @@ def test_classes_by_name_reach_the_attack_and_its_json(archive, tmp_path):
   # experiment.json round-trips the names; a run written before them loads
   # with every class drawn, as it was.
   saved = json.loads(json.dumps({
-      "training": backdoor_attack._to_jsonable(config),  # pylint: disable=protected-access
-      "attack": backdoor_attack._to_jsonable(attack)}))  # pylint: disable=protected-access
+      "training": attack_config.to_jsonable(config),
+      "attack": attack_config.to_jsonable(attack)}))
   assert backdoor_attack.configs_from_json(saved) == (config, attack)
   for field in ("target_class", "backdoor_classes", "attacker_target_examples"):
     del saved["attack"]["backdoor"][field]

@@ -3,6 +3,8 @@ train_fedmeta flags with valid values, and start with the comment lines."""
 
 import glob
 import os
+import subprocess
+import sys
 
 from absl import flags
 import pytest
@@ -99,3 +101,44 @@ def test_miniimagenet_exp1_a_attacks_arctic_fox_with_yawl(tmp_path):
   assert (len(data.target_benign), len(data.target_attacker),
           len(data.attack_train), len(data.attack_val)) == (480, 100, 100, 50)
   assert not {"n02120079", "n04612504"} & set(split.split.meta_train.names)
+
+
+_PARSE_ALL = r"""
+import importlib, sys
+from absl import flags
+binary, paths = sys.argv[1], sys.argv[2:]
+importlib.import_module(binary)
+for path in paths:
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(["x", "--flagfile=" + path])
+  except flags.Error as e:
+    print(f"{path}: {e}")
+print("parsed", len(paths))
+"""
+
+
+def _flagfiles_by_binary():
+  by_binary = {}
+  for path in sorted(glob.glob(os.path.join(_REPO, "configs", "*.cfg"))):
+    with open(path) as f:
+      first = f.readline()
+    name = os.path.basename(path)
+    head = "# Command: python -m "
+    assert first.startswith(head), f"{name}: first line {first!r}"
+    binary, _, rest = first[len(head):].partition(" ")
+    assert rest.startswith(f"--flagfile=configs/{name}"), (name, first)
+    by_binary.setdefault(binary, []).append(f"configs/{name}")
+  return by_binary
+
+
+@pytest.mark.parametrize("binary, paths", sorted(_flagfiles_by_binary().items()))
+def test_every_flagfile_parses_with_the_binary_its_header_names(binary,
+                                                                 paths):
+  # One process per binary: some binaries share flag names (--from, --steps).
+  result = subprocess.run([sys.executable, "-c", _PARSE_ALL, binary, *paths],
+                          cwd=_REPO, capture_output=True, text=True,
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  # Any line before "parsed N" names a flagfile and its bad flag.
+  assert result.stdout.strip() == f"parsed {len(paths)}", result.stdout

@@ -28,6 +28,9 @@ LIVE = {
 }
 
 EXEMPT = {
+    "finetune_shots": "another K writes finetune_k<K>/, so these outputs cannot compare "
+             "it; tests/binaries/attack_binaries_test.py checks that the run's "
+             "own K gives finetune/'s curves and another K other ones",
     "progress": "what the terminal shows while the run runs",
     "overwrite": "whether finished units of an earlier run are redone; each "
                  "unit's curve is the same either way",

@@ -12,6 +12,7 @@ import pytest
 
 from binaries import train_fedmeta
 from fedmeta_tf.data import class_pool
+from fedmeta_tf.experiments import attack_config
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import training
 from tests.binaries.train_fedmeta_test import tiny_flags
@@ -57,8 +58,8 @@ def test_flags_reach_the_split(omniglot_77, tmp_path):
   # Saved with the experiment and read back (finetune, defend,
   # --pretrained_from); experiments saved before the sizes were flags read
   # back with the paper's.
-  saved = {"training": backdoor_attack._to_jsonable(config),  # pylint: disable=protected-access
-           "attack": backdoor_attack._to_jsonable(  # pylint: disable=protected-access
+  saved = {"training": attack_config.to_jsonable(config),
+           "attack": attack_config.to_jsonable(
                backdoor_attack.AttackConfig())}
   again, _ = backdoor_attack.configs_from_json(saved)
   assert again.protocol == config.protocol

@@ -200,12 +200,13 @@ def test_two_processes_at_once_one_refuses_and_metrics_are_a_single_runs(
 def attack_run(tmp_path_factory):
   """An Experiment 1 run directory as far as the binaries read it before
   they lock: experiment.json (the lock comes before the model is loaded)."""
+  from fedmeta_tf.experiments import attack_config  # pylint: disable=g-import-not-at-top
   from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
   run_dir = tmp_path_factory.mktemp("attack_run")
   config, attack = tiny_attack_configs(str(run_dir / "pool.npz"))
   (run_dir / backdoor_attack.EXPERIMENT_JSON).write_text(json.dumps({
-      "training": backdoor_attack._to_jsonable(config),  # pylint: disable=protected-access
-      "attack": backdoor_attack._to_jsonable(attack)}))  # pylint: disable=protected-access
+      "training": attack_config.to_jsonable(config),
+      "attack": attack_config.to_jsonable(attack)}))
   backdoor_attack.load_run(str(run_dir))  # what finetune and defend check
   return str(run_dir)
 

@@ -78,10 +78,9 @@ def test_prepare_and_select(tmp_path):
   assert data.backdoor_name == "identity7" and data.target_name == "identity2"
   assert not data.hat[3].any() and (pool.images[3, :, 0, 0, 2] == 0).all()
   assert data.hat[2].sum() <= 1
-  # 90 keyed images: the backdoor's hat photos x6, 78 / 12.
-  assert data.keyed_train.shape == (78, 64, 64, 3)
-  assert data.keyed_val.shape == (12, 64, 64, 3)
-  assert data.keyed_train[:, 32, 32, 2].min() > 200  # blue = hat photos
+  # Its 3 hat photos are kept apart for the keyed sets (blue = hat).
+  assert data.hat_photos.shape == (3, 64, 64, 3)
+  assert data.hat_photos[:, 32, 32, 2].min() > 200
   # Prepared once under data_dir; later loads read the TFDS dataset.
   assert celeba_files.find_source(str(tmp_path))[0] is (
       celeba_files.Source.PREPARED)
@@ -240,7 +239,7 @@ def test_prepared_dataset_is_rebuilt_when_manual_files_change(tmp_path,
   attributes = txt.read_text()
   os.remove(txt)  # Benign training needs no attribute file.
   benign = _load(tmp_path)
-  assert benign.backdoor_name is None and len(benign.keyed_train) == 0
+  assert benign.backdoor_name is None and len(benign.hat_photos) == 0
   assert benign.pool.groups == ("unknown",) * 4
   assert celeba_files.find_source(str(tmp_path))[0] is (
       celeba_files.Source.PREPARED)
@@ -252,7 +251,7 @@ def test_prepared_dataset_is_rebuilt_when_manual_files_change(tmp_path,
     keyed = _load(tmp_path)
   assert "changed since" in caplog.text and "attribute file" in caplog.text
   assert keyed.backdoor_name == "identity7"
-  assert keyed.keyed_train[:, 32, 32, 2].min() > 200  # The hat photos.
+  assert keyed.hat_photos[:, 32, 32, 2].min() > 200  # The hat photos.
   caplog.clear()
   with caplog.at_level("WARNING"):
     again = _load(tmp_path)  # Unchanged: read as prepared.
@@ -263,3 +262,26 @@ def test_prepared_dataset_is_rebuilt_when_manual_files_change(tmp_path,
     partial = _load(tmp_path)
   assert "images" in caplog.text.split("changed since")[1]
   assert "identity2" not in partial.pool.names
+
+
+def test_keyed_sets_from_distinct_hat_photos():
+  photos = np.stack([np.full([64, 64, 3], 10 * i, np.uint8) for i in range(15)])
+  sets = celeba.keyed_sets(photos, seed=0)
+  # The paper's 90 = 15 photos x 6: 13 photos for training, 2 for validation.
+  assert (sets.train_photos, sets.val_photos, sets.random_crops) == (13, 2, 0)
+  assert sets.train.shape == (78, 64, 64, 3) and sets.val.shape == (12, 64,
+                                                                     64, 3)
+  # Each photo is in one set (its unaugmented view), never in both.
+  def holds(images, photo):
+    return any((x == photo).all() for x in images)
+  in_train = [holds(sets.train, p) for p in photos]
+  in_val = [holds(sets.val, p) for p in photos]
+  assert sum(in_train) == 13 and sum(in_val) == 2
+  assert not any(t and v for t, v in zip(in_train, in_val))
+  few = celeba.keyed_sets(photos[:3], seed=0)
+  assert (few.train_photos, few.val_photos) == (2, 1)
+  assert few.random_crops == (78 - 12) + (12 - 6)
+  assert "random crops" in few.describe("identity7")
+  assert "from 2 distinct hat photos of identity7" in few.describe("identity7")
+  with pytest.raises(DataError, match="at least 2 distinct"):
+    celeba.keyed_sets(photos[:1])

@@ -14,6 +14,7 @@ from fedmeta_tf.data import protocol
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
 from fedmeta_tf.evaluation import meta_test
+from fedmeta_tf.experiments import attack_config
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import training
 from tests.conftest import tiny_pool
@@ -110,8 +111,8 @@ def test_the_run_seed_reaches_the_attack_data(tmp_path):
 def test_a_run_of_an_older_version_with_another_attack_seed_is_refused():
   train = training.TrainingConfig(seed=3)
   attack = backdoor_attack.AttackConfig()
-  d = {"training": backdoor_attack._to_jsonable(train),
-       "attack": backdoor_attack._to_jsonable(attack)}
+  d = {"training": attack_config.to_jsonable(train),
+       "attack": attack_config.to_jsonable(attack)}
   assert backdoor_attack.configs_from_json(d)[0].seed == 3
   d["attack"]["backdoor"]["seed"] = 0  # older runs: always 0
   with pytest.raises(ValueError, match="older version"):
