@@ -30,7 +30,24 @@ every client's update at the server, so none keeps secure aggregation:
     norm_clip[:norm]    L2 clip of each update to `norm` (default 1.0), then
                         the mean
 
-`parse_aggregator` turns the flag text into one of these objects.
+the defenses that keep secure aggregation (objects and math in
+`secure_defenses.py`, TFF factories in `secure_defenses_tff.py`):
+
+    weak_dp[:clip=C,noise=z]  clip to L2 norm C, secure sum, Gaussian noise
+                        of stddev z * C on the sum, divided by the count
+    robust_lr[:theta=k,flip_lr=f]  the secure mean, its coordinates whose
+                        clients' sign agreement (a second secure sum) is
+                        below k scaled by f (-1: the paper's flip)
+
+and the plaintext baselines that need every update (`plaintext_defenses.py`):
+
+    flame[:noise_lambda]  FLAME (Nguyen et al. 2022): the majority cosine
+                        cluster, clipped to the median norm, plus noise
+    foolsgold[:kappa]   FoolsGold (Fung et al. 2020), per round: updates
+                        weighted down by their cosine similarity to others
+
+`parse_aggregator` turns the flag text into one of these objects; an
+aggregator with several parameters takes `name:key=value,key=value`.
 """
 
 from __future__ import annotations
@@ -39,40 +56,15 @@ import abc
 import dataclasses
 from typing import ClassVar, Optional, Sequence
 
-import numpy as np
 import tensorflow as tf
 
+from fedmeta_tf.aggregation import plaintext_defenses
+from fedmeta_tf.aggregation import secure_defenses
+from fedmeta_tf.aggregation.base import Aggregator, Update  # pylint: disable=unused-import
 from fedmeta_tf.aggregation import secure_tf
 from fedmeta_tf.defenses.server import robust_tf
 from fedmeta_tf.meta import weights as w
 
-Update = Sequence[np.ndarray]  # one client's update, per weight tensor
-
-
-class Aggregator(abc.ABC):
-  """How the server combines one round's client updates.
-
-  Attributes:
-    name: the flag's name (`--aggregator=name[:parameter]`).
-    parameter: the field the flag's `:parameter` sets; None: it takes none.
-    keeps_secure_aggregation: whether the TFF round holds only secure
-      aggregation (the server sees the sum of the updates, no single one).
-  """
-
-  name: ClassVar[str]
-  parameter: ClassVar[Optional[str]] = None
-  keeps_secure_aggregation: ClassVar[bool] = False
-
-  @abc.abstractmethod
-  def aggregate(self, updates: Sequence[Update], weights
-                ) -> tuple[list[tf.Tensor], dict]:
-    """In-process: (aggregated update, metrics) of `updates`, one per client
-    that reported; `weights` (the global model) shapes a zero update."""
-
-  @abc.abstractmethod
-  def tff_factory(self):
-    """The `tff.aggregators.UnweightedAggregationFactory` of this aggregator
-    (computes what `aggregate` does)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,47 +235,86 @@ class MultiKrum(Krum):
   num_selected = None
 
 
+WeakDp = secure_defenses.WeakDp
+RobustLr = secure_defenses.RobustLr
+Flame = plaintext_defenses.Flame
+FoolsGold = plaintext_defenses.FoolsGold
 AGGREGATORS = {cls.name: cls for cls in (SecureMean, Mean, Median, TrimmedMean,
-                                         Krum, MultiKrum, NormClip)}
+                                         Krum, MultiKrum, NormClip,
+                                         *secure_defenses.SECURE_DEFENSES,
+                                         *plaintext_defenses.PLAINTEXT_DEFENSES)}
 
 
 def parse_aggregator(
     text: str, *,
     secure_sum_bound: float = secure_tf.DEFAULT_SECURE_SUM_BOUND,
     max_update_norm: float = secure_tf.DEFAULT_MAX_UPDATE_NORM) -> Aggregator:
-  """`--aggregator=name[:parameter]` -> its aggregator object.
+  """`--aggregator=name[:parameters]` -> its aggregator object.
+
+  `parameters` is one value for the aggregator's `parameter` (`krum:1`,
+  `trimmed_mean:0.2`, `weak_dp:0.5`) or `key=value` pairs separated by
+  commas, keys among its `settable_keys` (`weak_dp:clip=1.0,noise=0.1`,
+  `robust_lr:theta=4,flip_lr=0`); unset ones keep their defaults.
 
   Args:
-    text: the flag's value, e.g. `secure_mean`, `trimmed_mean:0.2`, `krum:1`.
-    secure_sum_bound: the secure mean's coordinate bound (other aggregators
-      ignore it).
-    max_update_norm: the secure mean's fault threshold (likewise).
+    text: the flag's value.
+    secure_sum_bound: the secure sums' coordinate bound (secure_mean,
+      robust_lr; the others ignore it).
+    max_update_norm: the secure aggregators' fault threshold (likewise).
 
   Raises:
     ValueError: unknown name (the message lists the valid ones), a parameter
-      given to an aggregator that takes none, or a malformed or out-of-range
+      given to an aggregator that takes none, an unknown or repeated key (the
+      message lists the valid keys), or a malformed or out-of-range
       parameter or setting.
   """
-  name, _, parameter = str(text).partition(":")
+  name, _, parameters = str(text).partition(":")
   cls = AGGREGATORS.get(name)
   if cls is None:
     raise ValueError(f"unknown aggregator {text!r}; valid: "
-                     f"{', '.join(AGGREGATORS)} (robust ones take "
-                     "name:parameter)")
-  kwargs = {}
-  if cls is SecureMean:
-    kwargs = dict(secure_sum_bound=secure_sum_bound,
+                     f"{', '.join(AGGREGATORS)} (some take name:value or "
+                     "name:key=value,...)")
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+  # The flags' settings reach each aggregator that has them (not its spec).
+  settings = dict(secure_sum_bound=secure_sum_bound,
                   max_update_norm=max_update_norm)
-  if parameter:
-    if cls.parameter is None:
-      raise ValueError(f"aggregator {name!r} takes no parameter, got "
-                       f"{text!r}")
-    default = {f.name: f.default for f in dataclasses.fields(cls)}[
-        cls.parameter]
-    try:
-      kwargs[cls.parameter] = type(default)(parameter)
-    except ValueError:
-      raise ValueError(f"aggregator {name}: parameter must be a "
-                       f"{type(default).__name__}, got {parameter!r}"
-                       ) from None
+  kwargs = {k: v for k, v in settings.items() if k in defaults}
+  if parameters:
+    for key, value in _parameter_items(cls, text, parameters):
+      kind = type(defaults[key])
+      try:
+        kwargs[key] = kind(value)
+      except ValueError:
+        label = "parameter" if "=" not in parameters else key
+        raise ValueError(f"aggregator {name}: {label} must be a "
+                         f"{kind.__name__}, got {value!r}") from None
   return cls(**kwargs)
+
+
+def settable_keys(cls) -> tuple:
+  """The fields an aggregator's spec may set: its `keys`, else its one
+  `parameter` (none for an aggregator without parameters)."""
+  return tuple(getattr(cls, "keys", ())) or (
+      (cls.parameter,) if cls.parameter else ())
+
+
+def _parameter_items(cls, text: str, parameters: str) -> list:
+  """[(field, value text)] of the `parameters` part of a spec, checked."""
+  name, keys = cls.name, settable_keys(cls)
+  if not keys:
+    raise ValueError(f"aggregator {name!r} takes no parameter, got {text!r}")
+  if "=" not in parameters:
+    return [(cls.parameter, parameters)]
+  items = [item.partition("=") for item in parameters.split(",")]
+  for key, equals, value in items:
+    if not (key and equals and value):
+      raise ValueError(f"aggregator {name}: parameters are key=value pairs "
+                       f"separated by commas, got {parameters!r}")
+    if key not in keys:
+      raise ValueError(f"aggregator {name}: unknown parameter {key!r}; "
+                       f"valid: {', '.join(keys)}")
+  names = [key for key, _, _ in items]
+  if len(set(names)) < len(names):
+    raise ValueError(f"aggregator {name}: a parameter is given twice in "
+                     f"{parameters!r}")
+  return [(key, value) for key, _, value in items]

@@ -18,7 +18,9 @@ from tests import conftest
 
 ROBUST = ["median", "trimmed_mean:0.25", "krum:1", "multi_krum:1",
           "norm_clip:2.0"]
-EVERY = ["secure_mean", "mean"] + ROBUST
+SECURE_DEFENSES = ["weak_dp:clip=1.0,noise=0.1", "robust_lr:theta=1"]
+PLAINTEXT_DEFENSES = ["flame:0.01", "foolsgold"]
+EVERY = ["secure_mean", "mean"] + ROBUST + SECURE_DEFENSES + PLAINTEXT_DEFENSES
 
 
 def tiny_parts():
@@ -49,7 +51,8 @@ def test_every_aggregator_is_checked():
 @pytest.mark.parametrize("spec", EVERY)
 def test_keeps_secure_aggregation_agrees_with_the_static_check(spec):
   # The robust statistics are computed from every client's update, so their
-  # rounds cannot be secure aggregations; only the secure mean's round is.
+  # rounds cannot be secure aggregations; the secure mean's round is, and so
+  # are those of the defenses built on secure sums (weak_dp, robust_lr).
   aggregator = aggregators.parse_aggregator(spec, secure_sum_bound=1.0)
   model_fn, work = tiny_parts()
   process = process_lib.build_fedmeta_process(
@@ -77,12 +80,31 @@ def test_parse_gives_one_object_with_the_flags_parameters():
   assert type(multi) is aggregators.MultiKrum and multi.num_byzantine == 2
   assert aggregators.parse_aggregator("norm_clip:3") == (
       aggregators.NormClip(3.0))
+  # Several parameters: name:key=value,...; unset keys keep their defaults,
+  # and the flags' secure-sum settings reach the aggregators that have them.
+  assert aggregators.parse_aggregator(
+      "weak_dp:clip=0.5,noise=0.2", max_update_norm=7.0) == (
+          aggregators.WeakDp(clip=0.5, noise=0.2, max_update_norm=7.0))
+  assert aggregators.parse_aggregator("weak_dp:noise=0") == (
+      aggregators.WeakDp(clip=1.0, noise=0.0))
+  assert aggregators.parse_aggregator("weak_dp:0.5") == (
+      aggregators.WeakDp(clip=0.5))
+  assert aggregators.parse_aggregator(
+      "robust_lr:flip_lr=0,theta=3", secure_sum_bound=2.0) == (
+          aggregators.RobustLr(theta=3, flip_lr=0.0, secure_sum_bound=2.0))
+  assert aggregators.parse_aggregator("robust_lr:6") == (
+      aggregators.RobustLr(theta=6, flip_lr=-1.0))
+  assert aggregators.parse_aggregator("trimmed_mean:trim_fraction=0.2") == (
+      aggregators.TrimmedMean(0.2))
+  assert isinstance(aggregators.parse_aggregator("robust_lr"),
+                    aggregators.Aggregator)
 
 
 @pytest.mark.parametrize("spec, message", [
     ("geometric_median", "unknown aggregator 'geometric_median'; valid: "
-     "secure_mean, mean, median, trimmed_mean, krum, multi_krum, norm_clip "
-     "(robust ones take name:parameter)"),
+     "secure_mean, mean, median, trimmed_mean, krum, multi_krum, norm_clip, "
+     "weak_dp, robust_lr, flame, foolsgold (some take name:value or "
+     "name:key=value,...)"),
     ("trimmed_mean:0.6", "trimmed_mean: trim fraction must be in [0, 0.5), "
      "got 0.6"),
     ("median:3", "aggregator 'median' takes no parameter, got 'median:3'"),
@@ -91,6 +113,27 @@ def test_parse_gives_one_object_with_the_flags_parameters():
     ("krum:x", "aggregator krum: parameter must be a int, got 'x'"),
     ("multi_krum:-1", "multi_krum: number of attackers f must be >= 0"),
     ("norm_clip:0", "norm_clip: norm must be positive, got 0.0"),
+    ("median:k=3", "aggregator 'median' takes no parameter, got 'median:k=3'"),
+    ("krum:f=2", "aggregator krum: unknown parameter 'f'; valid: "
+     "num_byzantine"),
+    ("weak_dp:clip=1.0,nois=0.1", "aggregator weak_dp: unknown parameter "
+     "'nois'; valid: clip, noise"),
+    ("robust_lr:max_update_norm=5", "aggregator robust_lr: unknown parameter "
+     "'max_update_norm'; valid: theta, flip_lr"),
+    ("weak_dp:1.0,noise=0.1", "aggregator weak_dp: parameters are key=value "
+     "pairs separated by commas, got '1.0,noise=0.1'"),
+    ("weak_dp:clip=", "parameters are key=value pairs"),
+    ("weak_dp:clip=1,,noise=0", "parameters are key=value pairs"),
+    ("weak_dp:clip=1,clip=2", "aggregator weak_dp: a parameter is given "
+     "twice in 'clip=1,clip=2'"),
+    ("weak_dp:clip=x", "aggregator weak_dp: clip must be a float, got 'x'"),
+    ("weak_dp:x", "aggregator weak_dp: parameter must be a float, got 'x'"),
+    ("weak_dp:clip=0", "weak_dp: clip must be positive, got 0.0"),
+    ("weak_dp:noise=-1", "weak_dp: noise must be >= 0, got -1.0"),
+    ("robust_lr:theta=1.5", "aggregator robust_lr: theta must be a int, got "
+     "'1.5'"),
+    ("robust_lr:-1", "robust_lr: theta must be >= 0, got -1"),
+    ("robust_lr:flip_lr=2", "robust_lr: flip_lr must be in [-1, 1], got 2.0"),
 ])
 def test_bad_specs_raise_clear_errors(spec, message):
   with pytest.raises(ValueError) as error:

@@ -6,25 +6,18 @@ statically in tests/aggregation/aggregators_test.py.)"""
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_federated as tff
 
 from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.defenses.server import robust_tf
 from fedmeta_tf.tff_process import contexts
 from tests.aggregation.aggregators_test import ROBUST
 from tests.aggregation.aggregators_test import tiny_parts
-
-VALUE_TYPE = tff.StructWithPythonType(
-    [tff.TensorType(np.float32, [3]), tff.TensorType(np.float32, [2, 2])], list)
-
+from tests.aggregation.round_helpers import VALUE_TYPE
+from tests.aggregation.round_helpers import five_client_values
 
 def _client_values():
-  rng = np.random.default_rng(0)
-  values = [[rng.normal(size=[3]).astype(np.float32),
-             rng.normal(size=[2, 2]).astype(np.float32)] for _ in range(4)]
-  values.append([np.full([3], 50., np.float32),
-                 np.full([2, 2], -50., np.float32)])  # a boosted outlier
-  return values
+  return five_client_values([np.full([3], 50., np.float32),
+                             np.full([2, 2], -50., np.float32)])  # boosted
 
 
 @pytest.mark.parametrize("spec", ROBUST)
