@@ -79,7 +79,8 @@ _AGGREGATOR = flags.DEFINE_string(
     "median | trimmed_mean[:beta] | krum[:f] | multi_krum[:f] | "
     "norm_clip[:norm] | flame[:noise_lambda] | foolsgold[:kappa]; defenses "
     "that keep secure aggregation: weak_dp[:clip=C,noise=z] | "
-    "robust_lr[:theta=k,flip_lr=f] (docs/server_defenses.md)")
+    "robust_lr[:theta=k,flip_lr=f] | crfl[:rho=R,sigma=S] "
+    "(docs/server_defenses.md)")
 _MAX_UPDATE_NORM = flags.DEFINE_float(
     "max_update_norm", 1e6,
     "Client updates with NaN/Inf or a larger L2 norm are excluded from the "

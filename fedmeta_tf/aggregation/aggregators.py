@@ -8,6 +8,9 @@ has the two forms the two drivers need, computing the same thing:
                                  clients that reported -> (update, metrics)
     tff_factory()                TFF driver: an UnweightedAggregationFactory
                                  (TFF is imported only here, lazily)
+    model_step(weights, round)   both drivers: the server's step on the new
+                                 global model after the update (identity
+                                 but for crfl), in the server update
 
 and says whether it keeps secure aggregation (`keeps_secure_aggregation`:
 the server learns only the sum of the updates, main paper, Section 2.1;
@@ -38,6 +41,11 @@ the defenses that keep secure aggregation (objects and math in
     robust_lr[:theta=k,flip_lr=f]  the secure mean, its coordinates whose
                         clients' sign agreement (a second secure sum) is
                         below k scaled by f (-1: the paper's flip)
+    crfl[:rho=R,sigma=S,noise_seed=N]  CRFL (Xie et al., ICML 2021,
+                        Algorithm 1's training): the secure mean, then a
+                        model step at the server: the new global model
+                        clipped to L2 norm R, + N(0, S^2) per parameter,
+                        seeded by (N, round)
 
 and the plaintext baselines that need every update (`plaintext_defenses.py`):
 
@@ -237,6 +245,7 @@ class MultiKrum(Krum):
 
 WeakDp = secure_defenses.WeakDp
 RobustLr = secure_defenses.RobustLr
+Crfl = secure_defenses.Crfl
 Flame = plaintext_defenses.Flame
 FoolsGold = plaintext_defenses.FoolsGold
 AGGREGATORS = {cls.name: cls for cls in (SecureMean, Mean, Median, TrimmedMean,
@@ -254,12 +263,12 @@ def parse_aggregator(
   `parameters` is one value for the aggregator's `parameter` (`krum:1`,
   `trimmed_mean:0.2`, `weak_dp:0.5`) or `key=value` pairs separated by
   commas, keys among its `settable_keys` (`weak_dp:clip=1.0,noise=0.1`,
-  `robust_lr:theta=4,flip_lr=0`); unset ones keep their defaults.
+  `robust_lr:theta=4,flip_lr=0`, `crfl:rho=10,sigma=0.01,noise_seed=1`); unset ones keep their defaults.
 
   Args:
     text: the flag's value.
     secure_sum_bound: the secure sums' coordinate bound (secure_mean,
-      robust_lr; the others ignore it).
+      robust_lr, crfl; the others ignore it).
     max_update_norm: the secure aggregators' fault threshold (likewise).
 
   Raises:

@@ -3,6 +3,10 @@
 An aggregator is what the server does with one round's client updates before
 it adds the result to the global model (main paper, Algorithm 1), in the two
 forms the two drivers need: `aggregate` (in-process) and `tff_factory` (TFF).
+An aggregator may also act on the new global model (`model_step`, e.g.
+CRFL's clip-and-noise, Xie et al. ICML 2021, Algorithm 1): both drivers
+apply it right after the server update, at the server, outside the
+aggregation (identity by default).
 Its own module so that every family of aggregators (`aggregators.py`,
 `secure_defenses.py`, `plaintext_defenses.py`) subclasses it without
 importing the registry.
@@ -46,3 +50,17 @@ class Aggregator(abc.ABC):
   def tff_factory(self):
     """The `tff.aggregators.UnweightedAggregationFactory` of this aggregator
     (computes what `aggregate` does)."""
+
+  def model_step(self, weights: Sequence[tf.Tensor], round_num: tf.Tensor
+                 ) -> list[tf.Tensor]:
+    """The server's step on the new global model theta_G (after theta_G +
+    the aggregated update), in TF ops only: it is traced in the in-process
+    driver's `tf.function` and inside the TFF process's SERVER-placed
+    `server_update` computation (`meta/server_tf.server_update`), so it
+    adds no aggregation to the round. `round_num` is the round counter
+    after the update (int64: 1 after the first round), the same in both
+    drivers and saved in the round checkpoints: a seed for any noise.
+
+    Default: the identity (the model is the server update's)."""
+    del round_num
+    return list(weights)

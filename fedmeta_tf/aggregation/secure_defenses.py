@@ -18,14 +18,20 @@ and the server still learns no single update (main paper, Section 2.1):
         clients' sign agreement |sum_i sign(u_i)| >= theta and f (the
         paper's -1) elsewhere; the agreement is a second secure sum, of the
         clients' sign vectors
+    crfl[:rho=R,sigma=S,noise_seed=N]  CRFL's training (Xie et al., ICML
+        2021, "CRFL: Certifiably Robust Federated Learning against Backdoor
+        Attacks", Algorithm 1, no certification): the secure mean, then a
+        model step: the new global model clipped to L2 norm R, plus
+        N(0, S^2) per parameter, seeded by (N, round)
 
 As every client-side step under secure aggregation, the signs are each
 client's own report: an attacker may send signs unrelated to its update,
 though the secure sum's bound 1 limits it to one vote per coordinate.
 Both screen each update first as the secure mean does (`secure_tf.
 screen_update`: a NaN/Inf or absurd-norm update is excluded, counted by a
-secure sum). CRFL's model-side perturbation (`crfl_perturb_model`) acts on
-the global model, which the TFF aggregation never sees; see its docstring.
+secure sum). CRFL's perturbation (`crfl_perturb_model`) acts on the global
+model, which the TFF aggregation never sees: it is the aggregator's
+`model_step`, which both drivers apply in the server update.
 
 The classes subclass `base.Aggregator` and are listed in
 `aggregators.AGGREGATORS`.
@@ -77,6 +83,19 @@ def add_gaussian_noise(values, stddev: float, seed: Optional[int] = None
           for v in values]
 
 
+def seeded_gaussian_noise(values, stddev: float, seed) -> list[tf.Tensor]:
+  """values + N(0, stddev^2) per coordinate, drawn by `tf.random.
+  stateless_normal` from `seed` (two integers): one draw over all the
+  coordinates, split per tensor, so the same seed gives the same noise in
+  both drivers (in a tf.function and in a TFF computation alike)."""
+  values = [tf.convert_to_tensor(v, tf.float32) for v in values]
+  sizes = [tf.size(v) for v in values]
+  noise = tf.random.stateless_normal(
+      [tf.add_n(sizes)], seed=tf.cast(seed, tf.int64), stddev=stddev)
+  return [v + tf.reshape(n, tf.shape(v))
+          for v, n in zip(values, tf.split(noise, sizes))]
+
+
 def update_signs(update) -> list[tf.Tensor]:
   """sign(u) per coordinate as int32 in {-1, 0, 1}: what each client adds to
   the second secure sum of robust_lr (bound 1, integer: exact)."""
@@ -101,21 +120,23 @@ def flipped_fraction(sign_sum, *, theta: int) -> tf.Tensor:
 
 
 def crfl_perturb_model(weights, *, rho: float, sigma: float,
-                       seed: Optional[int] = None) -> list[tf.Tensor]:
+                       seed=None) -> list[tf.Tensor]:
   """CRFL's training-time perturbation of the global model (Xie et al., ICML
   2021, "CRFL: Certifiably Robust Federated Learning against Backdoor
   Attacks", Algorithm 1, server side): clip the new global model's
   parameters to L2 norm rho, then add N(0, sigma^2) to each (no
   certification here).
 
-  Not an aggregator: it needs the global model after the server's update,
-  which the TFF aggregation process never receives (`tff_process/process.py`
-  passes it only the clients' updates). Both drivers would apply it after
-  `server_tf.server_update`; see docs/server_defenses.md.
+  `seed`: two integers for `seeded_gaussian_noise` (`Crfl.model_step`
+  passes (noise_seed, round)); None: unseeded. sigma = 0 adds nothing.
   """
   clipped, _ = robust_tf.clip_by_global_norm(
       [tf.convert_to_tensor(x, tf.float32) for x in weights], rho)
-  return add_gaussian_noise(clipped, sigma, seed)
+  if not sigma > 0:
+    return clipped
+  if seed is None:
+    return add_gaussian_noise(clipped, sigma)
+  return seeded_gaussian_noise(clipped, sigma, seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,4 +241,66 @@ class RobustLr(Aggregator):
         max_update_norm=self.max_update_norm)
 
 
-SECURE_DEFENSES: Sequence[type] = (WeakDp, RobustLr)
+@dataclasses.dataclass(frozen=True)
+class Crfl(Aggregator):
+  """CRFL's training (Xie et al., ICML 2021, Algorithm 1, without the
+  certification): the secure mean of the updates (as `secure_mean`: screened,
+  each coordinate clipped to the secure-sum bound; TFF form `secure_tff.
+  FaultTolerantSecureMeanFactory`), then, in `model_step`, the new global
+  model clipped to L2 norm `rho` plus N(0, sigma^2 I).
+
+  The model step runs at the server after the server update, in both
+  drivers (`meta/server_tf.server_update`), so the round keeps secure
+  aggregation. Its noise is seeded by (`noise_seed`, the round counter
+  after the update): both drivers, and a resumed run, draw the same noise.
+  Metrics: `secure_mean`'s (updates clipped by the secure-sum bound,
+  accepted / excluded updates).
+  """
+
+  rho: float = 10.0
+  sigma: float = 0.01
+  noise_seed: int = 0
+  secure_sum_bound: float = secure_tf.DEFAULT_SECURE_SUM_BOUND
+  max_update_norm: float = secure_tf.DEFAULT_MAX_UPDATE_NORM
+  name: ClassVar[str] = "crfl"
+  parameter: ClassVar[Optional[str]] = "rho"
+  keys: ClassVar[tuple] = ("rho", "sigma", "noise_seed")
+  keeps_secure_aggregation: ClassVar[bool] = True
+
+  def __post_init__(self):
+    if not self.rho > 0:
+      raise ValueError(f"crfl: rho must be positive, got {self.rho}")
+    if not self.sigma >= 0:
+      raise ValueError(f"crfl: sigma must be >= 0, got {self.sigma}")
+    if not self.secure_sum_bound > 0:
+      raise ValueError(f"secure_sum_bound must be positive, got "
+                       f"{self.secure_sum_bound}")
+
+  def aggregate(self, updates, weights):
+    accepted, excluded = screen_updates(updates, self.max_update_norm)
+    clipped = [secure_tf.clip_like_secure_sum(u, self.secure_sum_bound)
+               for u in accepted]
+    mean = divide_by_count(sum_updates(clipped, weights), len(accepted))
+    counts = [secure_tf.count_clipped(u, self.secure_sum_bound)
+              for u in accepted]
+    return mean, {
+        "secure_upper_clipped_count": sum(c[0] for c in counts),
+        "secure_lower_clipped_count": sum(c[1] for c in counts),
+        "accepted_updates": len(accepted), "excluded_updates": excluded}
+
+  def tff_factory(self):
+    from fedmeta_tf.aggregation import secure_tff  # pylint: disable=g-import-not-at-top
+    return secure_tff.FaultTolerantSecureMeanFactory(
+        secure_sum_bound=self.secure_sum_bound,
+        max_update_norm=self.max_update_norm)
+
+  def model_step(self, weights, round_num):
+    """Clip theta_G to norm rho, + N(0, sigma^2 I) seeded by (noise_seed,
+    round_num) (CRFL, Algorithm 1: rho_t, sigma_t constant here)."""
+    seed = tf.stack([tf.constant(self.noise_seed, tf.int64),
+                     tf.cast(round_num, tf.int64)])
+    return crfl_perturb_model(weights, rho=self.rho, sigma=self.sigma,
+                              seed=seed)
+
+
+SECURE_DEFENSES: Sequence[type] = (WeakDp, RobustLr, Crfl)

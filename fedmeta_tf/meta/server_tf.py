@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import enum
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -25,10 +26,20 @@ def initial_server_state(model: tf.keras.Model) -> ServerState:
                      round_num=tf.constant(0, tf.int64))
 
 
-def server_update(state: ServerState, mean_update) -> ServerState:
-  """theta_G + mean(u_i); the round counter advances."""
-  return ServerState(weights=w.add(list(state.weights), list(mean_update)),
-                     round_num=state.round_num + 1)
+def server_update(state: ServerState, mean_update,
+                  model_step: Optional[Callable] = None) -> ServerState:
+  """theta_G + mean(u_i); the round counter advances.
+
+  `model_step(weights, round_num) -> weights`, if given, then acts on the new
+  global model with the advanced counter (an aggregator's `model_step`,
+  e.g. CRFL's clip-and-noise of the global model, Xie et al. ICML 2021,
+  Algorithm 1); both drivers call this function, so they apply it alike.
+  """
+  weights = w.add(list(state.weights), list(mean_update))
+  round_num = state.round_num + 1
+  if model_step is not None:
+    weights = list(model_step(weights, round_num))
+  return ServerState(weights=weights, round_num=round_num)
 
 
 def select_clients(*, seed: int, round_num: int, num_clients: int,

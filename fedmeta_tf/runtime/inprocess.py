@@ -3,8 +3,9 @@
 TFF's C++ worker does not use a GPU; this driver calls the same client-work
 tf.function (`meta/client_work.py`), the same aggregation arithmetic (the
 aggregator object's TF form, `aggregation/aggregators.py`) and the same
-server update (`meta/server_tf.py`) in this Python process, on whatever
-device TensorFlow picks (main paper, Algorithm 1). On the same seed both
+server update (`meta/server_tf.py`, with the aggregator's `model_step`) in
+this Python process, on whatever device TensorFlow picks (main paper,
+Algorithm 1). On the same seed both
 runtimes give the same global model to float tolerance
 (tests/tff_process/process_test.py).
 
@@ -90,7 +91,11 @@ class InProcessRunner(round_runner.RoundRunner):
     self._replicas = parallel.ReplicaPool(
         make_replica, parallel_clients or parallel.streams())
     self._model = self._replicas.replicas[0][0]
-    self._server_update = tf.function(server_tf.server_update)
+    # theta_G + the aggregate, then the aggregator's step on the new model
+    # (identity but for e.g. CRFL), as the TFF process's `server_update`.
+    self._server_update = tf.function(
+        lambda state, update: server_tf.server_update(
+            state, update, model_step=aggregator.model_step))
 
   def initialize(self):
     return server_tf.initial_server_state(self._model)

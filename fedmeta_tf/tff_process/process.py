@@ -10,7 +10,10 @@ One round of `next` (main paper, Algorithm 1):
   3. the aggregation process (in the papers a secure-sum mean, see
      `aggregation/aggregators.py`) delivers mean(u_i) to the server, which
      sees nothing else;
-  4. the server adds it: theta_G + sum_i u_i / M_min (`meta/server_tf.py`).
+  4. the server adds it: theta_G + sum_i u_i / M_min (`meta/server_tf.py`),
+     then applies the aggregator's `model_step` to the new theta_G (identity
+     but for e.g. CRFL's clip-and-noise), in the same SERVER-placed
+     computation: the round holds no aggregation beyond the factory's.
 
 The process takes the data of the clients that report in the round; which
 clients those are (M_r sampled, first M_min arrivals) is decided by the
@@ -20,7 +23,7 @@ caller with `server_tf.select_clients`, as in TFF's own simulations.
 from __future__ import annotations
 
 import collections
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -43,7 +46,8 @@ def weights_type(model_fn: ModelFn) -> tff.StructWithPythonType:
 def build_fedmeta_process(
     *, model_fn: ModelFn, client_work: client_work_lib.ClientWork,
     aggregation_factory: tff.aggregators.UnweightedAggregationFactory,
-    inner_lr: float, image_shape) -> tff.templates.IterativeProcess:
+    inner_lr: float, image_shape, model_step: Optional[Callable] = None
+) -> tff.templates.IterativeProcess:
   """Builds the round computation of federated Reptile.
 
   Args:
@@ -53,6 +57,9 @@ def build_fedmeta_process(
       `tff_factory()`, `aggregation/aggregators.py`).
     inner_lr: the clients' Adam learning rate.
     image_shape: (H, W, ch) of the client data.
+    model_step: the aggregator's step on the new global model
+      (`Aggregator.model_step(weights, round_num)`, TF ops), run inside the
+      server update; None: the model is theta_G + the aggregate.
   """
   # Long: the TFF computations below are one closure: each is typed by the
   # one before (server_init -> model_state_type -> initialize -> state_type
@@ -94,7 +101,7 @@ def build_fedmeta_process(
     state = server_tf.server_update(
         server_tf.ServerState(weights=model_state["weights"],
                               round_num=model_state["round_num"]),
-        mean_update)
+        mean_update, model_step=model_step)
     return collections.OrderedDict(weights=state.weights,
                                    round_num=state.round_num)
 

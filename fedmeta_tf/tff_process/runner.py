@@ -1,7 +1,7 @@
 """`RoundRunner` over the TFF iterative process (the simulation driver).
 
 The round is `process.build_fedmeta_process` with the aggregator object's TFF
-factory (`aggregation/aggregators.py`); the in-process driver
+factory and model step (`aggregation/aggregators.py`); the in-process driver
 (`runtime/inprocess.py`) runs the same round without TFF.
 """
 
@@ -41,7 +41,7 @@ class TffRunner(round_runner.RoundRunner):
     self.process = process_lib.build_fedmeta_process(
         model_fn=model_fn, client_work=client_work,
         aggregation_factory=aggregator.tff_factory(), inner_lr=inner_lr,
-        image_shape=image_shape)
+        image_shape=image_shape, model_step=aggregator.model_step)
 
   def initialize(self):
     return self.process.initialize()

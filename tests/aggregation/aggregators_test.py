@@ -18,7 +18,8 @@ from tests import conftest
 
 ROBUST = ["median", "trimmed_mean:0.25", "krum:1", "multi_krum:1",
           "norm_clip:2.0"]
-SECURE_DEFENSES = ["weak_dp:clip=1.0,noise=0.1", "robust_lr:theta=1"]
+SECURE_DEFENSES = ["weak_dp:clip=1.0,noise=0.1", "robust_lr:theta=1",
+                   "crfl:rho=1.0,sigma=0.01"]
 PLAINTEXT_DEFENSES = ["flame:0.01", "foolsgold"]
 EVERY = ["secure_mean", "mean"] + ROBUST + SECURE_DEFENSES + PLAINTEXT_DEFENSES
 
@@ -52,13 +53,14 @@ def test_every_aggregator_is_checked():
 def test_keeps_secure_aggregation_agrees_with_the_static_check(spec):
   # The robust statistics are computed from every client's update, so their
   # rounds cannot be secure aggregations; the secure mean's round is, and so
-  # are those of the defenses built on secure sums (weak_dp, robust_lr).
+  # are those of the defenses built on secure sums (weak_dp, robust_lr,
+  # crfl, whose model step runs in the SERVER-placed server update).
   aggregator = aggregators.parse_aggregator(spec, secure_sum_bound=1.0)
   model_fn, work = tiny_parts()
   process = process_lib.build_fedmeta_process(
       model_fn=model_fn, client_work=work,
       aggregation_factory=aggregator.tff_factory(), inner_lr=0.01,
-      image_shape=(8, 8, 1))
+      image_shape=(8, 8, 1), model_step=aggregator.model_step)
   if aggregator.keeps_secure_aggregation:
     tff.test.assert_not_contains_unsecure_aggregation(process.next)
   else:
@@ -98,12 +100,17 @@ def test_parse_gives_one_object_with_the_flags_parameters():
       aggregators.TrimmedMean(0.2))
   assert isinstance(aggregators.parse_aggregator("robust_lr"),
                     aggregators.Aggregator)
+  assert aggregators.parse_aggregator(
+      "crfl:rho=2,sigma=0.1,noise_seed=3", secure_sum_bound=2.0) == (
+          aggregators.Crfl(rho=2.0, sigma=0.1, noise_seed=3,
+                           secure_sum_bound=2.0))
+  assert aggregators.parse_aggregator("crfl:5") == aggregators.Crfl(rho=5.0)
 
 
 @pytest.mark.parametrize("spec, message", [
     ("geometric_median", "unknown aggregator 'geometric_median'; valid: "
      "secure_mean, mean, median, trimmed_mean, krum, multi_krum, norm_clip, "
-     "weak_dp, robust_lr, flame, foolsgold (some take name:value or "
+     "weak_dp, robust_lr, crfl, flame, foolsgold (some take name:value or "
      "name:key=value,...)"),
     ("trimmed_mean:0.6", "trimmed_mean: trim fraction must be in [0, 0.5), "
      "got 0.6"),
@@ -134,6 +141,11 @@ def test_parse_gives_one_object_with_the_flags_parameters():
      "'1.5'"),
     ("robust_lr:-1", "robust_lr: theta must be >= 0, got -1"),
     ("robust_lr:flip_lr=2", "robust_lr: flip_lr must be in [-1, 1], got 2.0"),
+    ("crfl:rho=0", "crfl: rho must be positive, got 0.0"),
+    ("crfl:sigma=-0.1", "crfl: sigma must be >= 0, got -0.1"),
+    ("crfl:noise_seed=1.5", "aggregator crfl: noise_seed must be a int"),
+    ("crfl:rho=1,clip=2", "aggregator crfl: unknown parameter 'clip'; "
+     "valid: rho, sigma, noise_seed"),
 ])
 def test_bad_specs_raise_clear_errors(spec, message):
   with pytest.raises(ValueError) as error:
@@ -160,6 +172,16 @@ def test_secure_mean_by_hand():
   assert metrics == {"secure_upper_clipped_count": 1,
                      "secure_lower_clipped_count": 0,
                      "accepted_updates": 2, "excluded_updates": 1}
+
+
+@pytest.mark.parametrize("spec", [s for s in EVERY if not s.startswith(
+    "crfl")])
+def test_model_step_is_the_identity_but_for_crfl(spec):
+  weights = [tf.constant([3.0, 4.0]), tf.constant([[12.0]])]
+  stepped = aggregators.parse_aggregator(spec).model_step(
+      weights, tf.constant(1, tf.int64))
+  for a, b in zip(stepped, weights):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_no_accepted_update_gives_a_zero_step():

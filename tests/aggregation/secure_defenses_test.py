@@ -1,8 +1,9 @@
-"""The defenses that keep secure aggregation (weak_dp, robust_lr): their math
-by hand, the TFF factory equal to the in-process aggregate (noise off; the
-noise's scale checked statistically in both), a round through both drivers,
-and CRFL's model perturbation. That their TFF rounds hold only secure sums is
-checked in aggregators_test.py (test_keeps_secure_aggregation_...)."""
+"""The defenses that keep secure aggregation (weak_dp, robust_lr, crfl): their
+math by hand, the TFF factory equal to the in-process aggregate (noise off;
+the noise's scale checked statistically in both), a round through both
+drivers, and CRFL's model perturbation (its seeded noise the same in both).
+That their TFF rounds hold only secure sums is checked in aggregators_test.py
+(test_keeps_secure_aggregation_...)."""
 
 import numpy as np
 import pytest
@@ -144,3 +145,53 @@ def test_crfl_perturbation_clips_the_model_then_adds_noise():
   noisy = secure_defenses.crfl_perturb_model([tf.zeros([20000])], rho=1.0,
                                              sigma=0.01)
   assert abs(np.std(noisy[0]) - 0.01) < 0.0003
+
+
+def test_crfl_seeded_noise_depends_on_the_seed_and_the_round():
+  crfl = aggregators.Crfl(rho=100.0, sigma=0.1, noise_seed=3)
+  weights = [tf.zeros([50]), tf.zeros([5, 10])]
+
+  def step(aggregator, round_num):
+    return np.concatenate([np.ravel(x) for x in aggregator.model_step(
+        weights, tf.constant(round_num, tf.int64))])
+
+  np.testing.assert_array_equal(step(crfl, 1), step(crfl, 1))
+  assert not np.allclose(step(crfl, 1), step(crfl, 2))
+  other = aggregators.Crfl(rho=100.0, sigma=0.1, noise_seed=4)
+  assert not np.allclose(step(crfl, 1), step(other, 1))
+  assert abs(np.std(step(crfl, 1)) - 0.1) < 0.03
+  clipped = aggregators.Crfl(rho=1.0, sigma=0.0).model_step(
+      [tf.constant([3.0, 0.0]), tf.constant([[4.0]])], tf.constant(1))
+  np.testing.assert_allclose(clipped[0], [0.6, 0.0], rtol=1e-6)
+
+
+def test_crfl_aggregate_is_the_secure_mean():
+  updates = _client_values()
+  crfl_mean, crfl_metrics = aggregators.Crfl(secure_sum_bound=1.0).aggregate(
+      updates, updates[0])
+  mean, metrics = aggregators.SecureMean(secure_sum_bound=1.0).aggregate(
+      updates, updates[0])
+  for a, b in zip(crfl_mean, mean):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  assert crfl_metrics == metrics
+
+
+@pytest.mark.parametrize("spec, rho, sigma", [
+    ("crfl:rho=100,sigma=0", 100.0, 0.0),
+    ("crfl:rho=0.5,sigma=0", 0.5, 0.0),
+    ("crfl:rho=0.5,sigma=0.01,noise_seed=3", 0.5, 0.01)])
+def test_crfl_round_is_the_same_in_both_drivers_and_clips_the_model(
+    spec, rho, sigma):
+  # round_in_both_drivers checks the two drivers' weights agree (the seeded
+  # noise included); the model after the round has norm <= rho + noise.
+  weights, metrics, _, tff_metrics, initial = round_in_both_drivers(
+      aggregators.parse_aggregator(spec))
+  for key, value in metrics.items():
+    np.testing.assert_allclose(tff_metrics[key], value, rtol=1e-6)
+  size = sum(w.size for w in weights)
+  norm = np.sqrt(sum(np.sum(np.square(w)) for w in weights))
+  assert norm <= rho * (1 + 1e-5) + 3 * sigma * np.sqrt(size)
+  if rho < 1.0:  # the tiny model's initial norm is about 2: clipped
+    assert np.sqrt(sum(np.sum(np.square(w)) for w in initial)) > rho
+    if sigma == 0:
+      np.testing.assert_allclose(norm, rho, rtol=1e-5)

@@ -36,11 +36,12 @@ def _client_work():
 
 
 def _process(aggregator="secure_mean"):
+  parsed = aggregators.parse_aggregator(aggregator, secure_sum_bound=1.0)
   return process.build_fedmeta_process(
       model_fn=_model_fn, client_work=_client_work(),
-      aggregation_factory=aggregators.parse_aggregator(
-          aggregator, secure_sum_bound=1.0).tff_factory(),
-      inner_lr=CONFIG.inner_lr, image_shape=IMAGE_SHAPE)
+      aggregation_factory=parsed.tff_factory(),
+      inner_lr=CONFIG.inner_lr, image_shape=IMAGE_SHAPE,
+      model_step=parsed.model_step)
 
 
 class TestTypeSignatures:
@@ -62,6 +63,14 @@ class TestTypeSignatures:
     with pytest.raises(AssertionError, match="unsecure"):
       tff.test.assert_not_contains_unsecure_aggregation(
           _process("mean").next)
+
+  def test_a_model_step_keeps_the_state_and_the_secure_aggregation(self):
+    # CRFL's model step runs inside the SERVER-placed server update: the
+    # round's type (and so the saved round checkpoints) is secure_mean's,
+    # and the round still holds only secure aggregation.
+    crfl = _process("crfl:rho=1.0,sigma=0.01")
+    assert crfl.next.type_signature == _process().next.type_signature
+    tff.test.assert_not_contains_unsecure_aggregation(crfl.next)
 
   def test_unknown_aggregator_is_a_clear_error(self):
     with pytest.raises(ValueError, match="unknown aggregator 'medain'"):
