@@ -13,7 +13,9 @@ from absl import flags
 from binaries import common
 from fedmeta_tf.attacks import backdoor_data
 from fedmeta_tf.attacks import backdoor_reptile
+from fedmeta_tf.attacks import dba
 from fedmeta_tf.attacks import keys
+from fedmeta_tf.attacks import neurotoxin
 from fedmeta_tf.data import celeba_selection
 from fedmeta_tf.data import registry
 from fedmeta_tf.experiments import attack_schedule
@@ -62,6 +64,17 @@ _KEYED_LAST_STEPS = flags.DEFINE_integer(
 _ATTACKER_INNER_LR = flags.DEFINE_float(
     "attacker_inner_lr", None,
     "The attacker's Adam learning rate (default: the benign --inner_lr).")
+_NEUROTOXIN_RATIO = flags.DEFINE_float(
+    "attacker_neurotoxin_ratio", 0.0,
+    "Neurotoxin (Zhang et al., ICML 2022): the share of coordinates, largest "
+    "in the attacker's own benign update, on which its sent update is zeroed "
+    f"(the paper's vision runs: {neurotoxin.PAPER_RATIO}); 0: off.")
+_DBA_PARTS = flags.DEFINE_integer(
+    "dba_parts", 0,
+    "DBA (Xie et al., ICLR 2020): split the stamp key into this many local "
+    "patterns (row bands); the i-th of --attacker_ids stamps pattern i mod "
+    "P, the backdoor is scored with the whole key; 0 or 1: off. Needs at "
+    "least that many attackers.")
 _CASE = flags.DEFINE_enum("case", "a", [c.value for c in backdoor_data.Case],
                           "a: backdoor classes nowhere in benign data; b: in "
                           "benign meta-training; c: also in fine-tuning.")
@@ -120,7 +133,8 @@ def check_attack_flags(dataset: str) -> None:
   """Refuses (ValueError, one line) settings that would have no effect:
   --attacker_inner_epochs beside --attacker_inner_steps (steps win), the
   stamp's --key_* flags with the hat key (--key=hat, CelebA's default), and
-  --key_margin with a centred key (no border distance)."""
+  --key_margin with a centred key (no border distance); --dba_parts with
+  the hat key (nothing to split) or with fewer attackers than parts."""
   if _ATTACKER_INNER_STEPS.value is not None:
     common.refuse_if_set(
         "attacker_inner_epochs",
@@ -133,12 +147,28 @@ def check_attack_flags(dataset: str) -> None:
       common.refuse_if_set(name.name, "--key=hat",
                            "the hat key stamps nothing; leave the --key_* "
                            "flags unset, or use --key=stamp")
+  _check_dba(dataset)
   if _KEY_POSITION.value == keys.KeyPosition.CENTER.value:
     common.refuse_if_set(
         "key_margin", f"--key_position={_KEY_POSITION.value}",
         "a centred key is placed by the image size alone; leave it unset, or "
         "use a corner --key_position (bottom_right, bottom_left, top_right, "
         "top_left)")
+
+
+def _check_dba(dataset: str) -> None:
+  """--dba_parts needs a stamp to split and an attacker per local pattern."""
+  if _DBA_PARTS.value < 0:
+    raise ValueError(f"--dba_parts must be >= 0, got {_DBA_PARTS.value}")
+  if key_kind_from_flags(dataset) is registry.KeyKind.HAT:
+    common.refuse_if_set("dba_parts", "--key=hat",
+                         "the hat key stamps nothing to split; use --key=stamp")
+  elif _DBA_PARTS.value > _KEY_SIZE.value:
+    raise ValueError(f"--dba_parts={_DBA_PARTS.value} exceeds --key_size="
+                     f"{_KEY_SIZE.value}: each local pattern is at least one "
+                     "row of the key")
+  dba.check_attackers(_DBA_PARTS.value,
+                      _ints(_ATTACKER_IDS.value, "attacker_ids"))
 
 
 def _ints(values, name):
@@ -191,7 +221,8 @@ def _key_from_flags(dataset: str):
   return keys.StampKey(shape=keys.KeyShape(_KEY_SHAPE.value),
                        size=_KEY_SIZE.value,
                        position=keys.KeyPosition(_KEY_POSITION.value),
-                       margin=_KEY_MARGIN.value, value=_KEY_VALUE.value), tuple(
+                       margin=_KEY_MARGIN.value, value=_KEY_VALUE.value,
+                       parts=max(1, _DBA_PARTS.value)), tuple(
                            f.value for f in counts)
 
 
@@ -216,7 +247,8 @@ def attack_config_from_flags(dataset: str
           backdoor_ratio=backdoor_reptile.parse_ratio(_BACKDOOR_RATIO.value),
           target_slot=backdoor_reptile.TargetSlot(_TARGET_SLOT.value),
           keyed_last_steps=_KEYED_LAST_STEPS.value,
-          inner_lr=_ATTACKER_INNER_LR.value),
+          inner_lr=_ATTACKER_INNER_LR.value,
+          neurotoxin_ratio=_NEUROTOXIN_RATIO.value),
       backdoor=backdoor_data.BackdoorConfig(
           num_backdoor_classes=count, target_class=target,
           backdoor_classes=backdoor,

@@ -162,6 +162,10 @@ class BackdoorData:
     attack_train: the attacker's keyed backdoor images X_B.
     attack_val: keyed backdoor images the attacker never sees.
     target_name, backdoor_names: class names, for reports.
+    attack_train_parts: DBA (a key split into P > 1 local patterns): [P, n,
+      H, W, ch], the images of `attack_train` keyed with local pattern p
+      only (`keys.StampKey.local`); None otherwise. `attack_train` and
+      `attack_val` keep the global key: the backdoor is scored with it.
   """
 
   target_all: np.ndarray
@@ -172,21 +176,25 @@ class BackdoorData:
   attack_val: np.ndarray
   target_name: str
   backdoor_names: tuple[str, ...]
+  attack_train_parts: Optional[np.ndarray] = None
 
   ARRAYS = ("target_all", "target_benign", "target_attacker",
             "backdoor_benign", "attack_train", "attack_val")
 
   def save(self, path: str) -> None:
+    parts = ({} if self.attack_train_parts is None else
+             {"attack_train_parts": self.attack_train_parts})
     np.savez_compressed(path, target_name=self.target_name,
                         backdoor_names=np.asarray(self.backdoor_names),
-                        **{k: getattr(self, k) for k in self.ARRAYS})
+                        **{k: getattr(self, k) for k in self.ARRAYS}, **parts)
 
   @classmethod
   def load(cls, path: str) -> "BackdoorData":
     with np.load(path, allow_pickle=False) as f:
+      parts = f["attack_train_parts"] if "attack_train_parts" in f else None
       return cls(target_name=str(f["target_name"]),
                  backdoor_names=tuple(str(n) for n in f["backdoor_names"]),
-                 **{k: f[k] for k in cls.ARRAYS})
+                 attack_train_parts=parts, **{k: f[k] for k in cls.ARRAYS})
 
   def describe(self) -> str:
     return (f"target {self.target_name!r} ({len(self.target_all)} examples, "
@@ -267,7 +275,7 @@ def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig, *,
                      "key takes none)")
   rng = np.random.default_rng([seed, 0x7A6])
   target = reserved.images[0][rng.permutation(s)]
-  backdoor_benign, attack_train, attack_val = [], [], []
+  backdoor_benign, attack_train, attack_val, sources = [], [], [], []
   t, v = config.attack_train_examples, config.attack_val_examples
   # In case (a) a backdoor class's correctly labelled examples reach no
   # benign client: it keeps those its keyed examples leave, up to b.
@@ -277,11 +285,16 @@ def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig, *,
     images = reserved.images[k]
     backdoor_benign.append(images[order[:b]])
     if keyed is None:
+      sources.append(images[order[b:b + t]])
       attack_train.append(config.key.apply(images, k - 1, order[b:b + t]))
       attack_val.append(config.key.apply(images, k - 1,
                                          order[b + t:b + t + v]))
   if keyed is not None:
     attack_train, attack_val = [keyed[0]], [keyed[1]]
+  parts = None
+  if not config.is_semantic and config.key.parts > 1:  # DBA's local patterns
+    parts = np.stack([config.key.local(p).stamp(np.concatenate(sources))
+                      for p in range(config.key.parts)])
   attack_train = np.concatenate(attack_train)
   attack_val = np.concatenate(attack_val)
   if len(attack_train) == 0 or len(attack_val) == 0:
@@ -293,7 +306,7 @@ def build_backdoor_data(reserved: ClassPool, config: BackdoorConfig, *,
       target_attacker=target[b_target:None if a is None else b_target + a],
       backdoor_benign=np.stack(backdoor_benign), attack_train=attack_train,
       attack_val=attack_val, target_name=reserved.names[0],
-      backdoor_names=tuple(reserved.names[1:]))
+      backdoor_names=tuple(reserved.names[1:]), attack_train_parts=parts)
 
 
 def _check_examples_fit(config: BackdoorConfig, s: int) -> None:

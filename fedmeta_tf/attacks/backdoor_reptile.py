@@ -17,6 +17,12 @@ identical with and without an attacker and cannot tell clients apart
 (google-research/federated `targeted_attack`'s `ClientExplicitBoosting`).
 Benign clients of this strategy reproduce `BenignReptile` exactly (same
 seeds; boosting factor 1).
+
+Two newer attacks change only what attackers do: Neurotoxin
+(`AttackerConfig.neurotoxin_ratio`, `neurotoxin.py`) masks the sent update
+off the coordinates the attacker's benign update moves most; DBA gives
+each attacker its own keyed images (`attacker_backdoor_images`: local
+patterns of a split key, `keys.StampKey.local`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ import collections
 import dataclasses
 import enum
 import math
-from typing import Collection, Optional, Sequence
+from typing import Callable, Collection, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from fedmeta_tf.attacks import neurotoxin
 from fedmeta_tf.data import episodes as episodes_lib
 from fedmeta_tf.meta import client_work as client_work_lib
 from fedmeta_tf.meta import reptile_tf
@@ -74,6 +81,9 @@ class AttackerConfig:
       keyed-as-target gradient taken *after* adapting to a clean episode —
       what the backdoor metric measures (`poisoned_batches`).
     inner_lr: the attacker's Adam learning rate; None: the benign eta.
+    neurotoxin_ratio: Neurotoxin's k (Zhang et al. 2022, Algorithm 1): the
+      share of coordinates, largest in the attacker's benign update, on
+      which its sent update is zeroed (`neurotoxin.py`); 0 (default): off.
   """
 
   iterations: int = 50000
@@ -84,6 +94,7 @@ class AttackerConfig:
   target_slot: TargetSlot = TargetSlot.LAST
   keyed_last_steps: int = 0
   inner_lr: Optional[float] = None
+  neurotoxin_ratio: float = 0.0
 
   def __post_init__(self):
     if self.inner_steps is not None:  # steps replace epochs
@@ -98,6 +109,9 @@ class AttackerConfig:
     if self.inner_lr is not None and not self.inner_lr > 0:
       raise ValueError(f"attacker inner_lr must be positive, got "
                        f"{self.inner_lr}")
+    if not 0 <= self.neurotoxin_ratio < 1:
+      raise ValueError(f"neurotoxin_ratio must be in [0, 1), got "
+                       f"{self.neurotoxin_ratio}")
     if self.keyed_last_steps < 0:
       raise ValueError(f"keyed_last_steps must be >= 0, got "
                        f"{self.keyed_last_steps}")
@@ -218,12 +232,19 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
   Client data: `pool`, `client_id`, `role` (0 benign, 1 attacker),
   `boosting_factor`, `iterations`, `inner_steps`, `inner_lr`,
   `target_images`, `backdoor_images` (empty for benign clients).
+
+  `attacker_backdoor_images` (DBA): an attacker's own keyed images instead
+  of `backdoor_images`. `model_fn` builds the learner of Neurotoxin's mask
+  when the work runs in chunks (`finish`; `neurotoxin.EagerMasks`).
   """
 
   def __init__(self, *, config: reptile_tf.ReptileConfig, run_seed: int,
                client_pools: Sequence[np.ndarray],
                attacker: AttackerConfig, attacker_ids: Collection[int],
-               target_images: np.ndarray, backdoor_images: np.ndarray):
+               target_images: np.ndarray, backdoor_images: np.ndarray,
+               attacker_backdoor_images: Optional[Mapping[int, np.ndarray]]
+               = None,
+               model_fn: Optional[Callable[[], tf.keras.Model]] = None):
     if not attacker_ids:
       raise ValueError("BackdoorReptile needs at least one attacker id")
     for c in attacker_ids:
@@ -242,6 +263,11 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
     self.num_backdoor, _ = attacker.poison_counts(config.shots)
     self.target_images = np.asarray(target_images, np.uint8)
     self.backdoor_images = np.asarray(backdoor_images, np.uint8)
+    self.attacker_backdoor_images = {
+        int(c): np.asarray(v, np.uint8)
+        for c, v in (attacker_backdoor_images or {}).items()}
+    self.eager_masks = neurotoxin.EagerMasks(
+        self, attacker.neurotoxin_ratio, model_fn)
     self.slot = (RANDOM_SLOT if attacker.target_slot is TargetSlot.RANDOM
                  else config.ways - 1)
 
@@ -274,7 +300,8 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
                             if attacker and self.attacker.inner_lr
                             else self.config.inner_lr),
         target_images=self.target_images if attacker else empty,
-        backdoor_images=self.backdoor_images if attacker else empty)
+        backdoor_images=(self.attacker_backdoor_images.get(
+            client_id, self.backdoor_images) if attacker else empty))
 
   def outer_iterations(self, client_data) -> int:
     return int(client_data["iterations"])
@@ -317,6 +344,29 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
   def output(self, update, loss, client_data):
     return client_work_lib.ClientOutput(
         update=boost(update, client_data["boosting_factor"]), loss=loss)
+
+  def update(self, model, optimizer, weights, client_data, round_num):
+    """The boosted update; with Neurotoxin, an attacker's is projected off
+    its benign update's top-k% coordinates (benign clients: unchanged)."""
+    output = super().update(model, optimizer, weights, client_data, round_num)
+    ratio = self.attacker.neurotoxin_ratio
+    if not ratio:
+      return output
+    mask = tf.cond(
+        tf.equal(client_data["role"], ROLE_ATTACKER),
+        lambda: neurotoxin.benign_mask(self, model, optimizer, weights,
+                                       client_data, round_num, ratio),
+        lambda: [tf.ones_like(u) for u in output.update])
+    return output._replace(update=neurotoxin.project(output.update, mask))
+
+  def finish(self, weights, theta, loss_sum, client_data, round_num):
+    """`update`'s output after chunks (eager: the in-process driver)."""
+    output = super().finish(weights, theta, loss_sum, client_data, round_num)
+    if (not self.attacker.neurotoxin_ratio or
+        int(client_data["role"]) != ROLE_ATTACKER):
+      return output
+    mask = self.eager_masks(weights, client_data, round_num)
+    return output._replace(update=neurotoxin.project(output.update, mask))
 
 
 def boost(update: w.Weights, boosting_factor) -> w.Weights:

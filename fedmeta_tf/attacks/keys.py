@@ -10,13 +10,18 @@ made by editing pixels.
 of the given images of one backdoor class; a `SemanticKey` names the
 attribute whose photos the dataset hands over instead
 (`registry.load_semantic_backdoor`).
+
+A stamp split into `parts` local patterns (`StampKey.local(i)`) is DBA's
+global trigger (Xie et al., ICLR 2020, "DBA: Distributed Backdoor Attacks
+against Federated Learning", Section 2.2, Fig. 1): attacker i stamps local
+pattern i only, the backdoor is evaluated with the whole (global) key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -48,6 +53,14 @@ def pattern_mask(shape: KeyShape, size: int) -> np.ndarray:
   return (yy + xx) % 2 == 0
 
 
+def local_rows(size: int, parts: int) -> list[np.ndarray]:
+  """DBA's split of a `size`-pixel stamp into `parts` local patterns: bands
+  of consecutive rows, as even as they go (a 4x4 square in 4 parts: one row
+  each, DBA's four stripes, Fig. 1). Every shape has a pixel in each row,
+  so no local pattern is empty."""
+  return np.array_split(np.arange(size), parts)
+
+
 @dataclasses.dataclass(frozen=True)
 class StampKey:
   """A pattern stamped on the image (Omniglot Fig. 1c, mini-ImageNet Fig. 2c).
@@ -58,6 +71,10 @@ class StampKey:
     position: where it goes; `margin` pixels from the named corner.
     margin: distance from the image border.
     value: the uint8 value written on every channel (Omniglot ink is 255).
+    parts: DBA's local patterns (`local_rows`): 1 (the papers' single
+      attacker) leaves the key whole.
+    part: None: the global key, every pixel of the pattern; i: local
+      pattern i only (what DBA's attacker i stamps).
   """
 
   shape: KeyShape = KeyShape.SQUARE
@@ -65,6 +82,8 @@ class StampKey:
   position: KeyPosition = KeyPosition.BOTTOM_RIGHT
   margin: int = 1
   value: int = 255
+  parts: int = 1
+  part: Optional[int] = None
 
   def __post_init__(self):
     if self.size <= 0:
@@ -73,6 +92,27 @@ class StampKey:
       raise ValueError(f"key margin must be >= 0, got {self.margin}")
     if not 0 <= self.value <= 255:
       raise ValueError(f"key value must be in [0, 255], got {self.value}")
+    if not 1 <= self.parts <= self.size:
+      raise ValueError(f"a key of size {self.size} splits into 1..{self.size} "
+                       f"DBA local patterns (one row band each), got "
+                       f"{self.parts}")
+    if self.part is not None and not 0 <= self.part < self.parts:
+      raise ValueError(f"local pattern {self.part} of a key split into "
+                       f"{self.parts} does not exist")
+
+  def local(self, part: int) -> "StampKey":
+    """DBA's local pattern `part` of this (global) key."""
+    return dataclasses.replace(self, part=part)
+
+  def mask(self) -> np.ndarray:
+    """bool [size, size]: the pixels this key sets (`local_rows` of the
+    pattern for a local pattern, all of it for the global key)."""
+    mask = pattern_mask(self.shape, self.size)
+    if self.part is None:
+      return mask
+    rows = np.zeros([self.size, 1], bool)
+    rows[local_rows(self.size, self.parts)[self.part]] = True
+    return mask & rows
 
   def corner(self, height: int, width: int) -> tuple[int, int]:
     """Top-left pixel of the stamp in an image of the given size."""
@@ -94,7 +134,7 @@ class StampKey:
     out = np.array(images, copy=True)
     r, c = self.corner(out.shape[-3], out.shape[-2])
     region = out[..., r:r + self.size, c:c + self.size, :]
-    region[..., pattern_mask(self.shape, self.size), :] = self.value
+    region[..., self.mask(), :] = self.value
     return out
 
   def apply(self, images: np.ndarray, class_index: int,

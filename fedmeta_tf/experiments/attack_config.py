@@ -16,6 +16,7 @@ from typing import Optional
 
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
+from fedmeta_tf.attacks import dba
 from fedmeta_tf.attacks import keys as keys_lib
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
@@ -56,6 +57,8 @@ class AttackConfig:
       raise ValueError(f"pretrain_rounds must be >= 0, got {self.pretrain_rounds}")
     if self.eval_episodes <= 0:
       raise ValueError(f"eval_episodes must be positive, got {self.eval_episodes}")
+    if not self.backdoor.is_semantic:
+      dba.check_attackers(self.backdoor.key.parts, self.schedule.attacker_ids)
 
 
 # --- configs to and from JSON (read back by binaries/finetune.py) ---------
@@ -78,7 +81,8 @@ def _key_from_json(d: dict):
     return keys_lib.SemanticKey(attribute=d["attribute"])
   return keys_lib.StampKey(shape=keys_lib.KeyShape(d["shape"]), size=d["size"],
                            position=keys_lib.KeyPosition(d["position"]),
-                           margin=d["margin"], value=d["value"])
+                           margin=d["margin"], value=d["value"],
+                           parts=d.get("parts", 1), part=d.get("part"))
 
 
 def configs_from_json(d: dict) -> tuple[training.TrainingConfig, AttackConfig]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
+from fedmeta_tf.attacks import dba
 from fedmeta_tf.data import protocol as protocol_lib
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
@@ -158,14 +159,17 @@ def run_attack_experiment(
   factor = schedule_lib.boosting_factor(
       attack.kind, attack.attacker.boosting_factor,
       min_updates=config.min_updates)
+  model_fn = training.make_model_fn(config, image_shape)
   client_work = backdoor_reptile.BackdoorReptile(
       config=config.reptile, run_seed=config.seed,
       client_pools=attack_split.client_pools,
       attacker=dataclasses.replace(attack.attacker, boosting_factor=factor),
       attacker_ids=attack.schedule.attacker_ids,
       target_images=attack_split.data.target_attacker,
-      backdoor_images=attack_split.data.attack_train)
-  model_fn = training.make_model_fn(config, image_shape)
+      backdoor_images=attack_split.data.attack_train,
+      attacker_backdoor_images=dba.attacker_images(
+          attack_split.data, attack.schedule.attacker_ids),
+      model_fn=model_fn)
   runner = training.make_runner(config, client_work, model_fn, image_shape,
                                 output_dir=output_dir,
                                 client_chunk=client_chunk)

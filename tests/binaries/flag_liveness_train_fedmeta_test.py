@@ -54,6 +54,8 @@ CONTEXTS = {
     "attack_epochs": dict(
         {k: v for k, v in ATTACK.items() if k != "attacker_inner_steps"},
         attacker_inner_epochs=1),
+    # DBA splits the key among attackers: two of them (both in round 1).
+    "attack_two_attackers": dict(ATTACK, attacker_ids=["0", "1"]),
 }
 
 LIVE = {
@@ -115,6 +117,11 @@ LIVE = {
     "attacker_keyed_last_steps": [Change({"attacker_keyed_last_steps": 1},
                                          "attack")],
     "attacker_inner_lr": [Change({"attacker_inner_lr": 0.1}, "attack")],
+    # Neurotoxin: the attacker's update zeroed on 5% of the coordinates.
+    "attacker_neurotoxin_ratio": [Change({"attacker_neurotoxin_ratio": 0.05},
+                                         "attack")],
+    # DBA: each attacker stamps half of the key (its rows), not all of it.
+    "dba_parts": [Change({"dba_parts": 2}, "attack_two_attackers")],
     "case": [Change({"case": "a"}, "attack"),
              Change({"case": "c"}, "attack_3way")],
     "num_backdoor_classes": [Change({"num_backdoor_classes": 3}, "attack")],
