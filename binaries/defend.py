@@ -2,6 +2,7 @@ r"""Experiment 3: the local matching-network defense (Algorithm 2) and ablations
 
     python -m binaries.defend --from=runs/glyphs_attack_a             # 3(a)
     python -m binaries.defend --from=<run> --deltas=0.2,0.3,0.4,0.6   # 3(a)/(b)
+    python -m binaries.defend --from=<run> --deltas=0.3,auto          # ours
     python -m binaries.defend --from=<run> --defense=supervised       # 3(c)
     python -m binaries.defend --from=<run> --local_meta_iterations=100  # 3(d)
     python -m binaries.defend --from=<run> --defense=protonet         # appendix
@@ -32,6 +33,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import from_run_flags
+from fedmeta_tf.defenses.local import auto_delta
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import defend as experiment
 
@@ -41,7 +43,13 @@ _DEFENSE = flags.DEFINE_enum(
     "Glorot mix with the dense head (Experiment 3(c)).")
 _DELTAS = flags.DEFINE_list(
     "deltas", ["0.3"], "Weights of the global model in the Glorot mix "
-    "(3(a): 0.3; sweep: 0.2,0.3,0.4,0.6).")
+    "(3(a): 0.3; sweep: 0.2,0.3,0.4,0.6), or auto: each client picks a delta "
+    "per layer so that the global part's norm is --auto_delta_ratio times "
+    "the noise part's (our rule, not the paper's; docs/local_defense.md).")
+_AUTO_DELTA_RATIO = flags.DEFINE_float(
+    "auto_delta_ratio", auto_delta.DEFAULT_RATIO, "r of --deltas=auto: "
+    "delta_l = r|theta_g,l| / (|theta_G,l| + r|theta_g,l|); the default 3/7 "
+    "gives 0.3 at equal norms (a model at Glorot scale). Only with auto.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning iterations.",
     allow_override=True)
 _HEAD_ONLY_STEPS = flags.DEFINE_integer(
@@ -80,8 +88,23 @@ _METRIC_HEAD_ONLY = {
 }
 
 
+def parse_deltas(values) -> list:
+  """--deltas: numbers, or the token auto (ValueError, one line)."""
+  try:
+    return [auto_delta.AUTO if v.strip() == auto_delta.AUTO else float(v)
+            for v in values]
+  except ValueError:
+    raise ValueError(f"--deltas must be numbers in [0, 1] or "
+                     f"{auto_delta.AUTO}, got {','.join(values)}") from None
+
+
 def check_flags_take_effect() -> None:
   """Refuses (ValueError, one line) settings the defense would ignore."""
+  if auto_delta.AUTO not in [v.strip() for v in _DELTAS.value]:
+    common.refuse_if_set("auto_delta_ratio",
+                         f"--deltas={','.join(_DELTAS.value)}",
+                         "it sets the rule of --deltas=auto; add auto to "
+                         "--deltas (e.g. --deltas=0.3,auto) or leave it unset")
   if _DEFENSE.value == experiment.Defense.SUPERVISED.value:
     for name, why in _METRIC_HEAD_ONLY.items():
       common.refuse_if_set(name, f"--defense={_DEFENSE.value}",
@@ -96,11 +119,7 @@ def main(argv):
   check_flags_take_effect()
   run_dir = from_run_flags.run_dir()
   clients = from_run_flags.clients()
-  try:
-    deltas = [float(d) for d in _DELTAS.value]
-  except ValueError:
-    raise ValueError(f"--deltas must be numbers in [0, 1], got "
-                     f"{_DELTAS.value}") from None
+  deltas = parse_deltas(_DELTAS.value)
   config = experiment.DefendConfig(
       defense=_DEFENSE.value, deltas=deltas, steps=_STEPS.value,
       head_only_steps=_HEAD_ONLY_STEPS.value, batch=_BATCH.value,
@@ -110,7 +129,8 @@ def main(argv):
       checkpoint=from_run_flags.CHECKPOINT.value,
       local_meta_iterations=_LOCAL_META_ITERATIONS.value,
       leave_one_out=_LEAVE_ONE_OUT.value, initial_scale=_INITIAL_SCALE.value,
-      export=_EXPORT.value, name=_NAME.value)
+      export=_EXPORT.value, name=_NAME.value,
+      auto_delta_ratio=_AUTO_DELTA_RATIO.value)
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
   common.configure_progress(_PROGRESS.value)
   backdoor_attack.load_run(run_dir)  # a clear error before writing

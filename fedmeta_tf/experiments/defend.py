@@ -11,7 +11,8 @@ and fine-tunes:
     matching / protonet: Algorithm 2 on f(theta')           (3(a), 3(b), A)
     supervised: Adam on the whole Conv4 theta', dense head  (3(c))
 
-One run sweeps `deltas` (3(a): 0.3; 3(b) and Figs. 20-21: 0.6, 0.4, 0.2).
+One run sweeps `deltas` (3(a): 0.3; 3(b) and Figs. 20-21: 0.6, 0.4, 0.2;
+`auto`: a per-layer delta by our norm-ratio rule, `auto_delta.py`).
 Results go under `<run dir>/defend/<name>/`: `delta<d>_case_<c>.csv`
 (keyed by step, columns `client<i>/<metric>`), TensorBoard events,
 `delta<d>.png` (Figs. 14-24 layout: a column per client, a row per case),
@@ -49,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.defenses.local import auto_delta
 from fedmeta_tf.defenses.local import export as defense_export
 from fedmeta_tf.defenses.local import glorot_mix
 from fedmeta_tf.defenses.local import secure_fine_tuning as sft
@@ -70,6 +72,7 @@ PRETRAINED = "pretrained"  # the unattacked model's checkpoint
 UNATTACKED = "unattacked_"  # prefix of the unattacked baseline's outputs
 STREAM_LOCAL_META = 21
 STREAM_EXPORT = 0xE  # Algorithm 2 on the exported model's episode
+_delta_label = auto_delta.delta_label  # "delta0.3", "deltaauto"
 
 
 class Defense(enum.Enum):
@@ -84,7 +87,8 @@ class DefendConfig:
 
   Attributes:
     defense: how clients fine-tune after the Glorot mix.
-    deltas: the deltas to sweep.
+    deltas: the deltas to sweep; "auto": per-layer deltas (`auto_delta`).
+    auto_delta_ratio: r, the global/noise norm ratio of `auto` (ours).
     steps: fine-tuning iterations.
     head_only_steps: first iterations training alpha, beta only.
     batch: queries (or examples) per iteration; None: the run's b.
@@ -101,7 +105,7 @@ class DefendConfig:
   """
 
   defense: Defense = Defense.MATCHING
-  deltas: Sequence[float] = (0.3,)
+  deltas: Sequence[auto_delta.Delta] = (0.3,)
   steps: int = 50
   head_only_steps: int = 5
   batch: Optional[int] = None
@@ -116,15 +120,15 @@ class DefendConfig:
   initial_scale: Optional[float] = None
   export: bool = True
   name: Optional[str] = None
+  auto_delta_ratio: float = auto_delta.DEFAULT_RATIO
 
   def __post_init__(self):
     object.__setattr__(self, "defense", Defense(self.defense))
-    object.__setattr__(self, "deltas", tuple(float(d) for d in self.deltas))
+    object.__setattr__(self, "deltas", tuple(
+        auto_delta.parse_delta(d) for d in self.deltas))
     if not self.deltas:
       raise ValueError("deltas must name at least one delta")
-    for d in self.deltas:
-      if not 0.0 <= d <= 1.0:
-        raise ValueError(f"delta must be in [0, 1], got {d}")
+    auto_delta.check_ratio(self.auto_delta_ratio)
     for name in ("steps", "curve_every", "episodes"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -160,10 +164,6 @@ def local_meta_train(model_fn, weights, pool: np.ndarray,
   return [v.numpy() for v in run([tf.constant(v) for v in weights])]
 
 
-def _delta_label(delta: float) -> str:
-  return f"delta{delta:g}"
-
-
 def _export_client_model(evaluator: defense_eval.DefenseEvaluator,
                          features, data, *, seed: int, client: int,
                          path: str) -> None:
@@ -182,10 +182,11 @@ def _export_client_model(evaluator: defense_eval.DefenseEvaluator,
 
 
 def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
-               title: str, unattacked=None) -> None:
+               title: str, unattacked=None, auto_at=None) -> None:
   """delta_sweep.png, with Experiment 2's final metrics (same episodes) as
   the undefended reference when `<run dir>/finetune` ran for `steps`, and
-  the defended unattacked model's (`unattacked`, as `final`)."""
+  the defended unattacked model's (`unattacked`, as `final`); `auto`'s at
+  x = `auto_at`, its mean per-layer delta."""
   baseline = {}
   path = os.path.join(run_dir, finetune.SUBDIR, "summary.json")
   if os.path.isfile(path):
@@ -195,7 +196,7 @@ def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
   sweep_figure.plot_delta_sweep(final, os.path.join(output_dir,
                                                     "delta_sweep.png"),
                                 title=title, baseline=baseline,
-                                unattacked=unattacked)
+                                unattacked=unattacked, auto_at=auto_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +228,8 @@ def _setup(run_dir: str, config: DefendConfig, overwrite: bool) -> tuple[
   os.makedirs(output_dir, exist_ok=True)
   units = work_units.WorkUnits(
       os.path.join(output_dir, "units"),
-      {"config": dataclasses.asdict(config), "cases": [c.value for c in cases],
+      {"config": auto_delta.fingerprint_config(dataclasses.asdict(config)),
+       "cases": [c.value for c in cases],
        "clients": clients, "weights": finetune.weights_digest(weights)})
   image_shape = attack_split.split.meta_train.image_shape
   model_fn = training.make_model_fn(train_config, image_shape)
@@ -250,17 +252,21 @@ def _setup(run_dir: str, config: DefendConfig, overwrite: bool) -> tuple[
   return run, weights
 
 
-def _start_weights(run: _DefendRun, weights, prefix: str = "") -> dict:
+def _start_weights(run: _DefendRun, weights, prefix: str = "",
+                   used: Optional[dict] = None) -> dict:
   """theta' per (delta, client): the Glorot mix, then 3(d)'s local
   meta-training if asked; the same for every case. `prefix` names the
-  model's units ("" attacked, UNATTACKED the baseline)."""
+  model's units ("" attacked, UNATTACKED the baseline); `used` receives
+  `auto`'s per-layer deltas, {"client<i>": {variable: delta}}."""
   config, train_config = run.config, run.train_config
   starts = {}
   for delta in config.deltas:
     for client in run.clients:
-      theta = glorot_mix.mixed_weights(weights, delta=delta,
-                                       seed=train_config.seed, client=client,
-                                       **run.arch)
+      theta, layers = auto_delta.start_mix(
+          weights, delta, ratio=config.auto_delta_ratio,
+          seed=train_config.seed, client=client, arch=run.arch)
+      if layers and used is not None:
+        used[f"client{client}"] = layers
       if config.local_meta_iterations:
         theta = run.units.get_or_compute_weights(
             f"{prefix}start_{_delta_label(delta)}_client{client}",
@@ -328,8 +334,9 @@ def _run_case(run: _DefendRun, case, starts: dict, final: dict,
         columns[f"client{client}/{name}"] = values
       last = {k: float(v[-1]) for k, v in curves.items()}
       final[f"{_delta_label(delta)}/{case.value}/client{client}"] = last
-      logging.info("%s%s delta %g case (%s) client %d after %d steps: %s "
-                   "(%.0f s)", prefix, config.defense.value, delta,
+      logging.info("%s%s %s case (%s) client %d after %d steps: %s "
+                   "(%.0f s)", prefix, config.defense.value,
+                   _delta_label(delta),
                    case.value, client, config.steps, last,
                    time.time() - run.start)
     metrics = release.MetricsRelease(
@@ -360,8 +367,11 @@ def run_defend(run_dir: str, config: DefendConfig, *,
     models[UNATTACKED] = backdoor_attack.load_weights(run_dir, PRETRAINED)
     summary["unattacked_final"] = {}
   csv_by_delta = {prefix: {} for prefix in models}
+  summary.update(auto_delta.summary_fields(
+      config.deltas, config.auto_delta_ratio, prefixes=list(models)))
   for prefix, model_weights in models.items():
-    starts = _start_weights(run, model_weights, prefix)
+    starts = _start_weights(run, model_weights, prefix,
+                            summary.get(f"{prefix}auto_delta"))
     final = summary["unattacked_final" if prefix else "final"]
     for case in run.cases:
       for delta, path in _run_case(run, case, starts, final, prefix).items():
@@ -376,7 +386,8 @@ def run_defend(run_dir: str, config: DefendConfig, *,
   if len(config.deltas) > 1:
     plot_sweep(run_dir, run.output_dir, summary["final"], steps=config.steps,
                clients=run.clients, title=config.run_name,
-               unattacked=summary.get("unattacked_final"))
+               unattacked=summary.get("unattacked_final"),
+               auto_at=auto_delta.mean_delta(summary.get("auto_delta", {})))
   summary["mean_over_clients"] = sweep_figure.mean_over_clients(
       summary["final"])
   if UNATTACKED in models:

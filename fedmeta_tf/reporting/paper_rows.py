@@ -167,11 +167,13 @@ def _experiment3(run, paper: Mapping) -> list[Row]:
     means = run.summary.get(f"{prefix}mean_over_clients") or {}
     for group, m in means.items():
       delta_label, _, case = group.partition("/")
+      delta_text = delta_label.removeprefix("delta")  # a number or "auto"
       try:
-        delta = float(delta_label.removeprefix("delta"))
+        delta = float(delta_text)
+        delta_text = f"{delta:g}"
       except ValueError:
         delta = None
-      where = (f"{label}delta {delta:g}, case ({case}), mean over users "
+      where = (f"{label}delta {delta_text}, case ({case}), mean over users "
                f"after {steps} iterations")
       pairs = (("backdoor train / val", _METRICS[0][0], _METRICS[1][0],
                 "defense_backdoor"),

@@ -77,3 +77,45 @@ def test_user_errors_exit_2(attacked_run, tmp_path, capsys):
     with pytest.raises(SystemExit):
       defend.main(["defend"])
   assert "not a benign client" in capsys.readouterr().err
+
+
+def test_auto_delta_writes_its_curves_and_per_layer_deltas(attacked_run):
+  with flagsaver.flagsaver(**_flags(attacked_run, deltas=["0.3", "auto"],
+                                    cases=["b"], name="auto", export=False)):
+    defend.main(["defend"])
+  out = os.path.join(attacked_run, "defend", "auto")
+  for name in ("deltaauto_case_b.csv", "unattacked_deltaauto_case_b.csv",
+               "deltaauto.png", "delta0.3_case_b.csv", "delta_sweep.png"):
+    assert os.path.isfile(os.path.join(out, name)), name
+  with open(os.path.join(out, "summary.json")) as f:
+    summary = json.load(f)
+  assert summary["deltas"] == [0.3, "auto"]
+  assert set(summary["mean_over_clients"]) == {"delta0.3/b", "deltaauto/b"}
+  assert summary["auto_delta_ratio"] == pytest.approx(3 / 7)
+  for key in ("auto_delta", "unattacked_auto_delta"):
+    layers = summary[key]["client1"]
+    assert "conv1/kernel" in layers and "norm4/gamma" in layers
+    assert all(0.0 < d < 1.0 for d in layers.values())
+  # Attacked and pre-trained weights differ in norm: so do their deltas.
+  assert summary["auto_delta"] != summary["unattacked_auto_delta"]
+
+
+def test_auto_delta_flags_refused_with_one_line(attacked_run, capsys):
+  cases = [({"deltas": ["0.3", "auto", "x"]},
+            "--deltas must be numbers in [0, 1] or auto, got 0.3,auto,x"),
+           ({"deltas": ["0.3"], "auto_delta_ratio": 1.0},
+            "--auto_delta_ratio=1.0 has no effect with --deltas=0.3"),
+           ({"deltas": ["auto"], "auto_delta_ratio": -1.0},
+            "auto_delta_ratio must be a finite number >= 0")]
+  for overrides, message in cases:
+    capsys.readouterr()
+    with flagsaver.flagsaver(**_flags(attacked_run, name="refused",
+                                      **overrides)):
+      with pytest.raises(SystemExit) as e:
+        defend.main(["defend"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+  assert not os.path.exists(os.path.join(attacked_run, "defend", "refused",
+                                         "summary.json"))

@@ -26,6 +26,9 @@ CONTEXTS = {
     # is left at its default, 5, which needs 5 steps.
     "no_head_only": dict({k: v for k, v in BASE.items()
                           if k != "head_only_steps"}, steps=5),
+    # --auto_delta_ratio is refused unless --deltas names auto (ours, not
+    # the paper's: fedmeta_tf/defenses/local/auto_delta.py).
+    "auto": dict(BASE, deltas=["auto"]),
 }
 
 LIVE = {
@@ -33,6 +36,7 @@ LIVE = {
     "defense": [Change({"defense": "protonet"}),
                 Change({"defense": "supervised"}, "no_head_only")],
     "deltas": [Change({"deltas": ["0.6"]})],
+    "auto_delta_ratio": [Change({"auto_delta_ratio": 1.0}, "auto")],
     "steps": [Change({"steps": 2})],
     "head_only_steps": [Change({"head_only_steps": 2})],
     "batch": [Change({"batch": 2})],

@@ -80,3 +80,19 @@ def test_figures_skip_sub_runs_and_follow_a_sweep(tmp_path):
       [(str(run / "a.png"), "a.png")], str(dest))
   assert os.listdir(dest) == ["a.png"] and not warnings
   assert copies == [str(dest / "a.png")]
+
+
+def test_defense_rows_name_fixed_and_automatic_deltas():
+  from fedmeta_tf.reporting import paper_rows  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf.reporting import reproduction_report  # pylint: disable=g-import-not-at-top
+  means = {"backdoor_train_accuracy": 0.2, "backdoor_val_accuracy": 0.1,
+           "main_task_accuracy": 0.9, "meta_test_accuracy": 0.95}
+  run = reproduction_report.Run(
+      path="runs/x/defend/matching", kind="defend",
+      flags={"dataset": "omniglot"}, run_info={},
+      summary={"steps": 50, "mean_over_clients": {"delta0.3/a": means,
+                                                  "deltaauto/a": means}},
+      metrics_rows=[], tables=[])
+  whats = [r.what for r in paper_rows.rows(run)]
+  assert any(w.startswith("delta 0.3, case (a)") for w in whats), whats
+  assert any(w.startswith("delta auto, case (a)") for w in whats), whats

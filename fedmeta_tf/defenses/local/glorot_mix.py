@@ -14,6 +14,9 @@ The matching and ProtoNet heads keep only the feature extractor of theta'
 (line 5); supervised fine-tuning after the mix (Experiment 3(c)) keeps all
 of it.
 
+`--deltas=auto` (`auto_delta.py`, our rule, not the paper's) passes one
+delta per variable instead of one for all.
+
 The noise seed is derived from (seed, client) with numpy's SeedSequence, so
 that a client's draw never coincides with the layer seeds of the global
 model's own initialisation (`build_conv4` seeds layer i with seed + i).
@@ -43,27 +46,34 @@ def fresh_conv4_weights(image_shape, num_classes: int, *, variant: str,
   return [v.numpy() for v in model.trainable_variables]
 
 
-def glorot_mix(global_weights, noise_weights, *, delta: float) -> list:
+def glorot_mix(global_weights, noise_weights, *, delta) -> list:
   """theta' = delta * theta_G + (1 - delta) * theta_g, variable by variable.
 
   Args:
     global_weights: theta_G, a list of arrays (Conv4 trainable order).
     noise_weights: theta_g, same shapes.
-    delta: in [0, 1]; 1 keeps theta_G, 0 discards it.
+    delta: in [0, 1]; 1 keeps theta_G, 0 discards it. A sequence gives each
+      variable its own delta (`auto_delta.py`'s per-layer rule).
   """
-  if not 0.0 <= delta <= 1.0:
-    raise ValueError(f"delta must be in [0, 1], got {delta}")
+  per_variable = np.ndim(delta) > 0
+  deltas = list(delta) if per_variable else [delta] * len(global_weights)
+  for d in (deltas if per_variable else [delta]):
+    if not 0.0 <= d <= 1.0:
+      raise ValueError(f"delta must be in [0, 1], got {d}")
   if len(global_weights) != len(noise_weights):
     raise ValueError(f"theta_G has {len(global_weights)} variables, theta_g "
                      f"{len(noise_weights)}: not the same architecture")
+  if len(deltas) != len(global_weights):
+    raise ValueError(f"{len(deltas)} deltas for {len(global_weights)} "
+                     "variables")
   for a, b in zip(global_weights, noise_weights):
     if tuple(np.shape(a)) != tuple(np.shape(b)):
       raise ValueError(f"shape mismatch between theta_G and theta_g: "
                        f"{np.shape(a)} vs {np.shape(b)}")
   # interpolate(old, new, eps) = (1 - eps) old + eps new, with old = theta_g.
-  return [np.asarray(x, np.float32)
-          for x in w.interpolate(list(map(np.asarray, noise_weights)),
-                                 list(map(np.asarray, global_weights)), delta)]
+  return [np.asarray(w.interpolate([np.asarray(noise)], [np.asarray(glob)],
+                                   d)[0], np.float32)
+          for glob, noise, d in zip(global_weights, noise_weights, deltas)]
 
 
 def mixed_weights(global_weights, *, image_shape, num_classes: int,

@@ -4,13 +4,17 @@ The paper shows it across Figs. 14, 17, 20 and 21 (Omniglot, delta = 0.3,
 0.6, 0.4, 0.2): more Glorot noise (smaller delta) removes more of the
 backdoor and costs accuracy. Here: one panel per case, the four metrics
 after the last fine-tuning iteration (mean over clients) against delta, in
-the colours of `reporting/figures.py`.
+the colours of `reporting/figures.py`. `--deltas=auto` (`auto_delta.py`:
+a delta per layer, our rule) has no single delta: its metrics are stars at
+its mean per-layer delta over clients and variables (of the attacked
+model), apart from the numeric deltas' lines; without that mean they are
+left out.
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Mapping
+from typing import Mapping, Optional
 
 import matplotlib
 
@@ -46,31 +50,47 @@ def undefended_baseline(finetune_summary: Mapping, *, steps: int,
           for case, vs in groups.items()}
 
 
-def _by_case(final) -> dict:
-  """{case: {delta: {metric: mean over clients}}}."""
-  by_case = collections.defaultdict(dict)
+def _by_case(final) -> tuple[dict, dict]:
+  """{case: {delta: {metric: mean over clients}}} of the numeric deltas;
+  {case: {metric: mean}} of `deltaauto`."""
+  by_case, auto = collections.defaultdict(dict), {}
   for key, values in mean_over_clients(final).items():
     delta_label, case = key.split("/")
-    by_case[case][float(delta_label.removeprefix("delta"))] = values
-  return by_case
+    try:
+      by_case[case][float(delta_label.removeprefix("delta"))] = values
+    except ValueError:  # "deltaauto"
+      auto[case] = values
+  return by_case, auto
+
+
+def _plot_auto(ax, auto: Mapping, reference: Mapping, *, x: float) -> None:
+  """`auto`'s final metrics ({metric: value}) as stars at x; the unattacked
+  model's backdoor metrics (`reference`, maybe {}) as hollow stars."""
+  for i, (name, label, colour) in enumerate(figures.SERIES):
+    ax.plot([x], [100 * auto[name]], color=colour, marker="*", ms=11,
+            ls="none", label=None if i else f"auto (mean delta {x:.2f})")
+    if reference and name.startswith("backdoor_"):
+      ax.plot([x], [100 * reference[name]], color=colour, marker="*", ms=11,
+              mfc="none", ls="none")
 
 
 def plot_delta_sweep(final: Mapping[str, Mapping[str, float]], path: str, *,
                      title: str = "",
                      baseline: Mapping[str, Mapping[str, float]] = None,
-                     unattacked: Mapping[str, Mapping[str, float]] = None
-                     ) -> None:
+                     unattacked: Mapping[str, Mapping[str, float]] = None,
+                     auto_at: Optional[float] = None) -> None:
   """Final metrics against delta; `baseline` ({case: {metric: value}}, the
   undefended fine-tuned model on the same episodes) is drawn dashed;
   `unattacked` (as `final`, the same defense from the unattacked model) is
-  drawn dotted: the level a removed backdoor comes back to."""
-  by_case = _by_case(final)
-  reference = _by_case(unattacked) if unattacked else {}
-  cases = sorted(by_case)
+  drawn dotted: the level a removed backdoor comes back to. `deltaauto`
+  keys are stars at x = `auto_at` (left out when None)."""
+  by_case, auto = _by_case(final)
+  reference, reference_auto = _by_case(unattacked) if unattacked else ({}, {})
+  cases = sorted(set(by_case) | set(auto))
   fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.6),
                            squeeze=False)
   for ax, case in zip(axes[0], cases):
-    deltas = sorted(by_case[case])
+    deltas = sorted(by_case.get(case, {}))
     for name, label, colour in figures.SERIES:
       ax.plot(deltas, [100 * by_case[case][d][name] for d in deltas],
               color=colour, marker="o", label=label)
@@ -81,6 +101,8 @@ def plot_delta_sweep(final: Mapping[str, Mapping[str, float]], path: str, *,
       if baseline and case in baseline:
         ax.axhline(100 * baseline[case][name], color=colour, ls="--", lw=1,
                    label=f"{label}, undefended")
+    if case in auto and auto_at is not None:
+      _plot_auto(ax, auto[case], reference_auto.get(case, {}), x=auto_at)
     ax.set_ylim(-2, 102)
     ax.set_xticks(deltas)
     ax.set_xlabel("delta (weight of the global model; smaller = more noise)")
