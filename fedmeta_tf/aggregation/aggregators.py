@@ -243,14 +243,51 @@ class MultiKrum(Krum):
   num_selected = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Crfl(SecureMean):
+  """CRFL's training (Xie et al., ICML 2021, Algorithm 1, without the
+  certification): the secure mean of the updates (this class's parent,
+  metrics and TFF factory included), then, in `model_step`, the new global
+  model clipped to L2 norm `rho` plus N(0, sigma^2 I)
+  (`secure_defenses.crfl_perturb_model`).
+
+  The model step runs at the server after the server update, in both
+  drivers (`meta/server_tf.server_update`), so the round keeps secure
+  aggregation. Its noise is seeded by (`noise_seed`, the round counter
+  after the update): both drivers, and a resumed run, draw the same noise.
+  """
+
+  rho: float = 10.0
+  sigma: float = 0.01
+  noise_seed: int = 0
+  name = "crfl"
+  parameter = "rho"
+  keys = ("rho", "sigma", "noise_seed")
+
+  def __post_init__(self):
+    super().__post_init__()
+    if not self.rho > 0:
+      raise ValueError(f"crfl: rho must be positive, got {self.rho}")
+    if not self.sigma >= 0:
+      raise ValueError(f"crfl: sigma must be >= 0, got {self.sigma}")
+
+  def model_step(self, weights, round_num):
+    """Clip theta_G to norm rho, + N(0, sigma^2 I) seeded by (noise_seed,
+    round_num) (CRFL, Algorithm 1: rho_t, sigma_t constant here)."""
+    seed = tf.stack([tf.constant(self.noise_seed, tf.int64),
+                     tf.cast(round_num, tf.int64)])
+    return secure_defenses.crfl_perturb_model(weights, rho=self.rho,
+                                              sigma=self.sigma, seed=seed)
+
+
 WeakDp = secure_defenses.WeakDp
 RobustLr = secure_defenses.RobustLr
-Crfl = secure_defenses.Crfl
 Flame = plaintext_defenses.Flame
 FoolsGold = plaintext_defenses.FoolsGold
 AGGREGATORS = {cls.name: cls for cls in (SecureMean, Mean, Median, TrimmedMean,
                                          Krum, MultiKrum, NormClip,
                                          *secure_defenses.SECURE_DEFENSES,
+                                         Crfl,
                                          *plaintext_defenses.PLAINTEXT_DEFENSES)}
 
 

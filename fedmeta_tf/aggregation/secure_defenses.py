@@ -33,8 +33,9 @@ secure sum). CRFL's perturbation (`crfl_perturb_model`) acts on the global
 model, which the TFF aggregation never sees: it is the aggregator's
 `model_step`, which both drivers apply in the server update.
 
-The classes subclass `base.Aggregator` and are listed in
-`aggregators.AGGREGATORS`.
+`WeakDp` and `RobustLr` subclass `base.Aggregator`; CRFL's object is
+`aggregators.Crfl`, a `SecureMean` whose model step is `crfl_perturb_model`.
+All are listed in `aggregators.AGGREGATORS`.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def crfl_perturb_model(weights, *, rho: float, sigma: float,
   parameters to L2 norm rho, then add N(0, sigma^2) to each (no
   certification here).
 
-  `seed`: two integers for `seeded_gaussian_noise` (`Crfl.model_step`
-  passes (noise_seed, round)); None: unseeded. sigma = 0 adds nothing.
+  `seed`: two integers for `seeded_gaussian_noise` (`aggregators.Crfl`'s
+  model step passes (noise_seed, round)); None: unseeded. sigma = 0 adds nothing.
   """
   clipped, _ = robust_tf.clip_by_global_norm(
       [tf.convert_to_tensor(x, tf.float32) for x in weights], rho)
@@ -241,66 +242,6 @@ class RobustLr(Aggregator):
         max_update_norm=self.max_update_norm)
 
 
-@dataclasses.dataclass(frozen=True)
-class Crfl(Aggregator):
-  """CRFL's training (Xie et al., ICML 2021, Algorithm 1, without the
-  certification): the secure mean of the updates (as `secure_mean`: screened,
-  each coordinate clipped to the secure-sum bound; TFF form `secure_tff.
-  FaultTolerantSecureMeanFactory`), then, in `model_step`, the new global
-  model clipped to L2 norm `rho` plus N(0, sigma^2 I).
-
-  The model step runs at the server after the server update, in both
-  drivers (`meta/server_tf.server_update`), so the round keeps secure
-  aggregation. Its noise is seeded by (`noise_seed`, the round counter
-  after the update): both drivers, and a resumed run, draw the same noise.
-  Metrics: `secure_mean`'s (updates clipped by the secure-sum bound,
-  accepted / excluded updates).
-  """
-
-  rho: float = 10.0
-  sigma: float = 0.01
-  noise_seed: int = 0
-  secure_sum_bound: float = secure_tf.DEFAULT_SECURE_SUM_BOUND
-  max_update_norm: float = secure_tf.DEFAULT_MAX_UPDATE_NORM
-  name: ClassVar[str] = "crfl"
-  parameter: ClassVar[Optional[str]] = "rho"
-  keys: ClassVar[tuple] = ("rho", "sigma", "noise_seed")
-  keeps_secure_aggregation: ClassVar[bool] = True
-
-  def __post_init__(self):
-    if not self.rho > 0:
-      raise ValueError(f"crfl: rho must be positive, got {self.rho}")
-    if not self.sigma >= 0:
-      raise ValueError(f"crfl: sigma must be >= 0, got {self.sigma}")
-    if not self.secure_sum_bound > 0:
-      raise ValueError(f"secure_sum_bound must be positive, got "
-                       f"{self.secure_sum_bound}")
-
-  def aggregate(self, updates, weights):
-    accepted, excluded = screen_updates(updates, self.max_update_norm)
-    clipped = [secure_tf.clip_like_secure_sum(u, self.secure_sum_bound)
-               for u in accepted]
-    mean = divide_by_count(sum_updates(clipped, weights), len(accepted))
-    counts = [secure_tf.count_clipped(u, self.secure_sum_bound)
-              for u in accepted]
-    return mean, {
-        "secure_upper_clipped_count": sum(c[0] for c in counts),
-        "secure_lower_clipped_count": sum(c[1] for c in counts),
-        "accepted_updates": len(accepted), "excluded_updates": excluded}
-
-  def tff_factory(self):
-    from fedmeta_tf.aggregation import secure_tff  # pylint: disable=g-import-not-at-top
-    return secure_tff.FaultTolerantSecureMeanFactory(
-        secure_sum_bound=self.secure_sum_bound,
-        max_update_norm=self.max_update_norm)
-
-  def model_step(self, weights, round_num):
-    """Clip theta_G to norm rho, + N(0, sigma^2 I) seeded by (noise_seed,
-    round_num) (CRFL, Algorithm 1: rho_t, sigma_t constant here)."""
-    seed = tf.stack([tf.constant(self.noise_seed, tf.int64),
-                     tf.cast(round_num, tf.int64)])
-    return crfl_perturb_model(weights, rho=self.rho, sigma=self.sigma,
-                              seed=seed)
-
-
-SECURE_DEFENSES: Sequence[type] = (WeakDp, RobustLr, Crfl)
+# CRFL's aggregator is `aggregators.Crfl`: the secure mean (it subclasses
+# `aggregators.SecureMean`) plus `crfl_perturb_model` as its model step.
+SECURE_DEFENSES: Sequence[type] = (WeakDp, RobustLr)
