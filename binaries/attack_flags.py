@@ -35,6 +35,11 @@ _PRETRAIN_ROUNDS = flags.DEFINE_integer(
 _PRETRAINED_FROM = flags.DEFINE_string(
     "pretrained_from", None, "Run directory whose checkpoints/pretrained.npz "
     "replaces pre-training (same dataset, seed and federation).")
+_ATTACKER_UPDATE_FROM = flags.DEFINE_string(
+    "attacker_update_from", None, "Attack run directory whose kept attacker "
+    "update is sent instead of training the attacker (and whose pre-trained "
+    "model is used): the same attack against another aggregator "
+    "(--runtime=inprocess; docs/defense_table.md).")
 _BOOSTING_FACTOR = flags.DEFINE_float(
     "boosting_factor", None, "The factor the attacker multiplies its update "
     "by: lambda for --attack=boosted (default 3, main paper §3.3), gamma for "
@@ -258,4 +263,5 @@ def attack_config_from_flags(dataset: str
           attack_val_examples=val_examples, key=key, case=backdoor_data.Case(_CASE.value)),
       pretrain_rounds=_PRETRAIN_ROUNDS.value,
       eval_episodes=_BACKDOOR_EVAL_EPISODES.value,
-      pretrained_from=_PRETRAINED_FROM.value)
+      pretrained_from=_PRETRAINED_FROM.value,
+      attacker_update_from=_ATTACKER_UPDATE_FROM.value)

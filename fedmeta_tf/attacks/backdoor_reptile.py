@@ -36,6 +36,7 @@ from typing import Callable, Collection, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from fedmeta_tf.attacks import kept_updates as kept_lib
 from fedmeta_tf.attacks import neurotoxin
 from fedmeta_tf.data import episodes as episodes_lib
 from fedmeta_tf.meta import client_work as client_work_lib
@@ -236,6 +237,8 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
   `attacker_backdoor_images` (DBA): an attacker's own keyed images instead
   of `backdoor_images`. `model_fn` builds the learner of Neurotoxin's mask
   when the work runs in chunks (`finish`; `neurotoxin.EagerMasks`).
+  `kept_updates` (in-process driver, `finish`): keep each attacker's sent
+  update, or replay a kept one instead of training (`kept_updates.py`).
   """
 
   def __init__(self, *, config: reptile_tf.ReptileConfig, run_seed: int,
@@ -244,7 +247,8 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
                target_images: np.ndarray, backdoor_images: np.ndarray,
                attacker_backdoor_images: Optional[Mapping[int, np.ndarray]]
                = None,
-               model_fn: Optional[Callable[[], tf.keras.Model]] = None):
+               model_fn: Optional[Callable[[], tf.keras.Model]] = None,
+               kept_updates: Optional[kept_lib.KeptUpdates] = None):
     if not attacker_ids:
       raise ValueError("BackdoorReptile needs at least one attacker id")
     for c in attacker_ids:
@@ -270,6 +274,8 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
         self, attacker.neurotoxin_ratio, model_fn)
     self.slot = (RANDOM_SLOT if attacker.target_slot is TargetSlot.RANDOM
                  else config.ways - 1)
+    self.kept_updates = kept_updates
+    self._replaying = kept_updates is not None and kept_updates.replaying
 
   def client_data_spec(self, image_shape):
     examples = self.client_pools[0].shape[1]
@@ -291,8 +297,9 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
         pool=self.client_pools[client_id], client_id=np.int32(client_id),
         role=np.int32(ROLE_ATTACKER if attacker else ROLE_BENIGN),
         boosting_factor=np.float32(self.boosting_factor if attacker else 1.0),
-        iterations=np.int32(self.attacker.iterations if attacker
-                            else self.config.iterations),
+        iterations=np.int32(  # a replayed attacker does not train
+            (0 if self._replaying else self.attacker.iterations) if attacker
+            else self.config.iterations),
         inner_steps=np.int32(
             self.attacker.steps_per_episode(self.config) if attacker
             else self.config.inner_steps),
@@ -360,13 +367,23 @@ class BackdoorReptile(client_work_lib.ReptileClientWork):
     return output._replace(update=neurotoxin.project(output.update, mask))
 
   def finish(self, weights, theta, loss_sum, client_data, round_num):
-    """`update`'s output after chunks (eager: the in-process driver)."""
+    """`update`'s output after chunks (eager: the in-process driver); an
+    attacker's is kept, or replayed from `kept_updates`."""
+    if int(client_data["role"]) != ROLE_ATTACKER:
+      return super().finish(weights, theta, loss_sum, client_data, round_num)
+    client_id, start = int(client_data["client_id"]), [
+        np.asarray(v) for v in weights]
+    if self._replaying:
+      update, loss = self.kept_updates.replay(client_id, start)
+      return client_work_lib.ClientOutput(
+          update=[tf.constant(u) for u in update], loss=tf.constant(loss))
     output = super().finish(weights, theta, loss_sum, client_data, round_num)
-    if (not self.attacker.neurotoxin_ratio or
-        int(client_data["role"]) != ROLE_ATTACKER):
-      return output
-    mask = self.eager_masks(weights, client_data, round_num)
-    return output._replace(update=neurotoxin.project(output.update, mask))
+    if self.attacker.neurotoxin_ratio:
+      mask = self.eager_masks(weights, client_data, round_num)
+      output = output._replace(update=neurotoxin.project(output.update, mask))
+    if self.kept_updates is not None:
+      self.kept_updates.keep(client_id, start, output.update, output.loss)
+    return output
 
 
 def boost(update: w.Weights, boosting_factor) -> w.Weights:

@@ -17,6 +17,7 @@ from typing import Optional
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.attacks import dba
+from fedmeta_tf.attacks import kept_updates
 from fedmeta_tf.attacks import keys as keys_lib
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test as meta_test_lib
@@ -40,6 +41,9 @@ class AttackConfig:
     eval_episodes: episodes the backdoor metrics are averaged over.
     pretrained_from: a run directory whose checkpoints/pretrained.npz is
       used instead of pre-training (same dataset, seed and clients).
+    attacker_update_from: a run directory whose kept attacker update
+      (`attacks/kept_updates.py`) the attacker sends instead of training;
+      the run's pre-trained model too (`pretrained_from` is set to it).
   """
 
   kind: schedule_lib.AttackKind = schedule_lib.AttackKind.BOOSTED
@@ -49,8 +53,16 @@ class AttackConfig:
   pretrain_rounds: int = 10
   eval_episodes: int = 40
   pretrained_from: Optional[str] = None
+  attacker_update_from: Optional[str] = None
 
   def __post_init__(self):
+    if self.attacker_update_from:
+      if self.pretrained_from not in (None, self.attacker_update_from):
+        raise ValueError(
+            f"--attacker_update_from={self.attacker_update_from} replays an "
+            "attack on that run's pre-trained model: --pretrained_from must "
+            f"be unset or the same run, got {self.pretrained_from}")
+      object.__setattr__(self, "pretrained_from", self.attacker_update_from)
     if self.kind is schedule_lib.AttackKind.NONE:
       raise ValueError("an attack experiment needs an attack kind other than none")
     if self.pretrain_rounds < 0:
@@ -148,3 +160,29 @@ def check_pretrained_from(config: training.TrainingConfig,
         f"--pretrained_from={attack.pretrained_from}: that run pre-trained "
         f"under other settings ({'; '.join(differ)}); pre-train from scratch "
         "or point to a run with the same ones")
+  if attack.attacker_update_from:
+    _check_same_attack(config, attack, source_attack)
+
+
+def _check_same_attack(config: training.TrainingConfig, attack: AttackConfig,
+                       source: AttackConfig) -> None:
+  """ValueError unless the run `attack.attacker_update_from` attacked as
+  this one would (the update replayed is the one this attacker would send),
+  on the in-process driver (the one that keeps and replays updates)."""
+  flag = f"--attacker_update_from={attack.attacker_update_from}"
+  if config.runtime is not training.Runtime.INPROCESS:
+    raise ValueError(f"{flag} needs --runtime=inprocess (the TFF runtime "
+                     "trains the attacker inside the round)")
+  differ = [name for name in ("kind", "attacker", "backdoor")
+            if getattr(source, name) != getattr(attack, name)]
+  if source.schedule.attacker_ids != attack.schedule.attacker_ids:
+    differ.append("attacker_ids")
+  if differ:
+    raise ValueError(f"{flag}: that run's attack differs in "
+                     f"{', '.join(differ)}; replay needs the same attack "
+                     "flags (only the aggregator and the rounds may differ)")
+  kept = os.path.join(attack.attacker_update_from, kept_updates.SUBDIR)
+  if not (os.path.isdir(kept) and os.listdir(kept)):
+    raise ValueError(f"{flag}: that run kept no attacker update ({kept} is "
+                     "missing or empty: an in-process attack run keeps one "
+                     "once its attack round is done)")

@@ -33,6 +33,7 @@ import numpy as np
 from fedmeta_tf.attacks import backdoor_data as bd
 from fedmeta_tf.attacks import backdoor_reptile
 from fedmeta_tf.attacks import dba
+from fedmeta_tf.attacks import kept_updates
 from fedmeta_tf.data import protocol as protocol_lib
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import backdoor as backdoor_eval
@@ -169,7 +170,8 @@ def run_attack_experiment(
       backdoor_images=attack_split.data.attack_train,
       attacker_backdoor_images=dba.attacker_images(
           attack_split.data, attack.schedule.attacker_ids),
-      model_fn=model_fn)
+      model_fn=model_fn, kept_updates=_kept_updates(config, attack,
+                                                    output_dir))
   runner = training.make_runner(config, client_work, model_fn, image_shape,
                                 output_dir=output_dir,
                                 client_chunk=client_chunk)
@@ -194,6 +196,18 @@ def run_attack_experiment(
   release.write_json_atomically(os.path.join(output_dir, "summary.json"),
                                 summary)
   return summary
+
+
+def _kept_updates(config: training.TrainingConfig, attack: AttackConfig,
+                  output_dir: str) -> Optional[kept_updates.KeptUpdates]:
+  """The in-process driver keeps the attackers' updates in the run
+  directory, or replays those of `attack.attacker_update_from`."""
+  if config.runtime is not training.Runtime.INPROCESS:
+    return None
+  if attack.attacker_update_from:
+    return kept_updates.KeptUpdates(attack.attacker_update_from,
+                                    replaying=True)
+  return kept_updates.KeptUpdates(output_dir, replaying=False)
 
 
 def attack_rounds(config: training.TrainingConfig, attack: AttackConfig,

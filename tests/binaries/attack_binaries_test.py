@@ -132,3 +132,65 @@ def test_finetune_rejects_a_case_the_run_cannot_give(attack_run):
     with pytest.raises(SystemExit) as e:
       finetune.main(["finetune"])
     assert e.value.code == 2
+
+
+# --- --attacker_update_from: the same attack replayed against another server
+
+
+@pytest.fixture(scope="module")
+def lone_attacker_run(tmp_path_factory):
+  """One client per round: the attack round's model is theta_G + u_a."""
+  root = tmp_path_factory.mktemp("replay")
+  archive = str(root / "tiny.npz")
+  class_pool.save_class_pool_archive(tiny_pool(num_classes=40, examples=20),
+                                     archive)
+  FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(**_lone_flags(root, archive, "source")):
+    train_fedmeta.main(["train_fedmeta"])
+  return str(root / "source")
+
+
+def _lone_flags(root, archive, name):
+  return dict(_attack_flags(root, archive), experiment_name=name, rounds=1,
+              clients_per_round=1, min_updates=1, aggregator="mean")
+
+
+def test_attack_run_keeps_the_attackers_update(lone_attacker_run):
+  kept = os.listdir(os.path.join(lone_attacker_run, "checkpoints",
+                                 "attacker_updates"))
+  assert len(kept) == 1 and kept[0].startswith("client_0_")
+
+
+def test_replayed_update_gives_the_source_runs_attacked_model(
+    lone_attacker_run):
+  root = os.path.dirname(lone_attacker_run)
+  with flagsaver.flagsaver(**{**_lone_flags(root, _archive_of(
+      lone_attacker_run), "replay"), "attacker_update_from": lone_attacker_run}):
+    train_fedmeta.main(["train_fedmeta"])
+  ours = np.load(os.path.join(root, "replay", "checkpoints", "attacked.npz"))
+  theirs = np.load(os.path.join(lone_attacker_run, "checkpoints",
+                                "attacked.npz"))
+  for name in ours.files:  # the attacker alone in the round: theta_G + u_a
+    np.testing.assert_allclose(ours[name], theirs[name], rtol=0, atol=1e-6)
+  # The replaying run trained no attacker (no client work was checkpointed
+  # for it) and keeps no update of its own.
+  assert not os.path.exists(os.path.join(root, "replay", "checkpoints",
+                                         "attacker_updates"))
+
+
+@pytest.mark.parametrize("change,named", [
+    ({"attacker_iterations": 3}, "attacker"), ({"runtime": "tff"}, "inprocess"),
+    ({"pretrained_from": "elsewhere"}, "--pretrained_from")])
+def test_attacker_update_from_refuses_another_attack(lone_attacker_run, capsys,
+                                                     change, named):
+  root = os.path.dirname(lone_attacker_run)
+  with flagsaver.flagsaver(**{**_lone_flags(root, _archive_of(
+      lone_attacker_run), "refused_replay"),
+                              "attacker_update_from": lone_attacker_run,
+                              **change}):
+    with pytest.raises(SystemExit) as e:
+      train_fedmeta.main(["train_fedmeta"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.count("\n") == 0 and named in err, err
+  assert not os.path.exists(os.path.join(root, "refused_replay"))

@@ -56,6 +56,8 @@ CONTEXTS = {
         attacker_inner_epochs=1),
     # DBA splits the key among attackers: two of them (both in round 1).
     "attack_two_attackers": dict(ATTACK, attacker_ids=["0", "1"]),
+    # The pre-trained model of the source run, the attacker trained anew.
+    "attack_from_source": dict(ATTACK, pretrained_from="{pretrained_source}"),
 }
 
 LIVE = {
@@ -105,6 +107,9 @@ LIVE = {
     "pretrain_rounds": [Change({"pretrain_rounds": 2}, "attack")],
     "pretrained_from": [Change({"pretrained_from": "{pretrained_source}"},
                                "attack")],
+    # The source's kept attacker update (of its own round seeds) is sent.
+    "attacker_update_from": [Change(
+        {"attacker_update_from": "{pretrained_source}"}, "attack_from_source")],
     "boosting_factor": [Change({"boosting_factor": 5.0}, "attack"),
                         Change({"boosting_factor": 5.0}, "replacement")],
     "attacker_iterations": [Change({"attacker_iterations": 3}, "attack")],
