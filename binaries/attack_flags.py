@@ -39,7 +39,7 @@ _ATTACKER_UPDATE_FROM = flags.DEFINE_string(
     "attacker_update_from", None, "Attack run directory whose kept attacker "
     "update is sent instead of training the attacker (and whose pre-trained "
     "model is used): the same attack against another aggregator "
-    "(--runtime=inprocess; docs/defense_table.md).")
+    "(--runtime=inprocess; docs/server_defenses.md).")
 _BOOSTING_FACTOR = flags.DEFINE_float(
     "boosting_factor", None, "The factor the attacker multiplies its update "
     "by: lambda for --attack=boosted (default 3, main paper §3.3), gamma for "
