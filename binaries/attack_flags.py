@@ -40,6 +40,10 @@ _ATTACKER_UPDATE_FROM = flags.DEFINE_string(
     "update is sent instead of training the attacker (and whose pre-trained "
     "model is used): the same attack against another aggregator "
     "(--runtime=inprocess; docs/server_defenses.md).")
+_SCORE_EVERY = flags.DEFINE_integer(
+    "score_every", 1, "Experiment rounds scored: round 0, the attack rounds, "
+    "every this-many-th round and the last one (1: every round; the others' "
+    "metrics are left blank in metrics.csv).")
 _BOOSTING_FACTOR = flags.DEFINE_float(
     "boosting_factor", None, "The factor the attacker multiplies its update "
     "by: lambda for --attack=boosted (default 3, main paper §3.3), gamma for "
@@ -264,4 +268,5 @@ def attack_config_from_flags(dataset: str
       pretrain_rounds=_PRETRAIN_ROUNDS.value,
       eval_episodes=_BACKDOOR_EVAL_EPISODES.value,
       pretrained_from=_PRETRAINED_FROM.value,
-      attacker_update_from=_ATTACKER_UPDATE_FROM.value)
+      attacker_update_from=_ATTACKER_UPDATE_FROM.value,
+      score_every=_SCORE_EVERY.value)

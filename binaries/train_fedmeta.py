@@ -125,7 +125,7 @@ _EVAL_EPISODES = flags.DEFINE_integer(
     "refused.")
 _EVAL_EVERY = flags.DEFINE_integer(
     "eval_every", 4, "Evaluate every this many rounds (with --attack: the "
-    "pre-training rounds; every experiment round is evaluated).")
+    "pre-training rounds; experiment rounds: --score_every).")
 
 
 # Library field -> flag, so that errors name the flag the user typed.

@@ -41,6 +41,8 @@ class AttackConfig:
     eval_episodes: episodes the backdoor metrics are averaged over.
     pretrained_from: a run directory whose checkpoints/pretrained.npz is
       used instead of pre-training (same dataset, seed and clients).
+    score_every: the experiment rounds scored: round 0, every attack round,
+      every `score_every`-th round and the last round (1: every round).
     attacker_update_from: a run directory whose kept attacker update
       (`attacks/kept_updates.py`) the attacker sends instead of training;
       the run's pre-trained model too (`pretrained_from` is set to it).
@@ -54,8 +56,11 @@ class AttackConfig:
   eval_episodes: int = 40
   pretrained_from: Optional[str] = None
   attacker_update_from: Optional[str] = None
+  score_every: int = 1
 
   def __post_init__(self):
+    if self.score_every <= 0:
+      raise ValueError(f"score_every must be positive, got {self.score_every}")
     if self.attacker_update_from:
       if self.pretrained_from not in (None, self.attacker_update_from):
         raise ValueError(

@@ -219,7 +219,9 @@ def attack_rounds(config: training.TrainingConfig, attack: AttackConfig,
   Pre-training rounds are server rounds 1..P; experiment round r is server
   round P + r. Version P of the checkpoints is the pre-trained model, kept
   and scored as round 0 (the last pre-training round is saved with it).
-  Every experiment round is scored; the first attack round's model is kept
+  Experiment rounds are scored as `attack.score_every` says (default every
+  round; metrics.csv leaves the others' metrics blank); the first attack
+  round's model is kept
   (`loop.extra["attacked_saved"]` says it is). Client selection counts
   server rounds from `attack.pretrain_rounds` even when the pre-trained
   model comes from `attack.pretrained_from`.
@@ -250,8 +252,10 @@ def attack_rounds(config: training.TrainingConfig, attack: AttackConfig,
           server_round=attack.pretrain_rounds + r, **federation)
       state, round_metrics = runner.next(state, clients)
       is_attack = int(attack.schedule.is_attack_round(r))
+      scored = is_attack or r % attack.score_every == 0 or r == config.rounds
       row = {"clients": " ".join(map(str, clients)), "attack": is_attack,
-             **round_metrics, **evaluator(runner.weights(state))}
+             **round_metrics,
+             **(evaluator(runner.weights(state)) if scored else {})}
       if is_attack and not loop.extra["attacked_saved"]:
         keep(output_dir, "attacked", runner.weights(state), evaluator.model)
         loop.extra["attacked_saved"] = 1
@@ -302,6 +306,8 @@ def describe_summary(summary: dict, output_dir: str) -> str:
   lines = [f"Experiment 1, case ({summary['case']}), "
            f"{summary['wall_seconds']:.0f} s; results in {output_dir}"]
   for row in summary["metrics"]:
+    if row.get("meta_test_accuracy") in (None, ""):
+      continue  # a round --score_every did not score
     lines.append(
         f"round {row['round']:3d}{' (attack)' if row.get('attack') else '':9s}"
         f" main-task {row['main_task_accuracy']:.3f}  backdoor train "

@@ -11,7 +11,8 @@ Starts from an Experiment 1 run of the in-process driver (the *source*,
                 then the source's benign rounds. The defense acts from the
                 attack round on (pre-training used the source's aggregator).
                 Metrics: Experiment 1's server evaluation (main paper,
-                Section 3.4) right after the attack and at the last round.
+                Section 3.4) right after the attack and at the last round
+                (the rounds between are not scored: `--score_every`).
   local rows    one per `--local_delta`: the local matching defense
                 (`defend.py`, Section 4.2) of the benign clients, on the
                 first server row's global model after the attack and at
@@ -112,8 +113,10 @@ def run_server_row(source: str, spec: str) -> dict:
   the row's summary (read if the row already finished)."""
   config, attack = attack_config.load_run(source)
   config = dataclasses.replace(config, aggregator=spec)
+  # Scored: round 0, the attack round and the last (the table's columns).
   attack = dataclasses.replace(attack, pretrained_from=None,
-                               attacker_update_from=source)
+                               attacker_update_from=source,
+                               score_every=config.rounds)
   attack_config.check_pretrained_from(config, attack)
   output_dir = row_dir(source, spec)
   summary_path = os.path.join(output_dir, "summary.json")

@@ -56,6 +56,8 @@ CONTEXTS = {
         attacker_inner_epochs=1),
     # DBA splits the key among attackers: two of them (both in round 1).
     "attack_two_attackers": dict(ATTACK, attacker_ids=["0", "1"]),
+    # Four experiment rounds: --score_every=3 leaves round 2 unscored.
+    "attack_4rounds": dict(ATTACK, rounds=4),
     # The pre-trained model of the source run, the attacker trained anew.
     "attack_from_source": dict(ATTACK, pretrained_from="{pretrained_source}"),
 }
@@ -110,6 +112,7 @@ LIVE = {
     # The source's kept attacker update (of its own round seeds) is sent.
     "attacker_update_from": [Change(
         {"attacker_update_from": "{pretrained_source}"}, "attack_from_source")],
+    "score_every": [Change({"score_every": 3}, "attack_4rounds")],
     "boosting_factor": [Change({"boosting_factor": 5.0}, "attack"),
                         Change({"boosting_factor": 5.0}, "replacement")],
     "attacker_iterations": [Change({"attacker_iterations": 3}, "attack")],
