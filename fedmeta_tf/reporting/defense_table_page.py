@@ -9,8 +9,10 @@ and a plain verdict on the backdoor:
   removed       back at the unattacked level (the same evaluation of the
                 pre-trained model; for a local row, the same defense from it)
                 within `REMOVED_POINTS`, both right after the attack and later;
-  reduced       at least `REDUCED_POINTS` below the reference row at both
-                times (mean of attack training and validation);
+  reduced       at least `REDUCED_POINTS` below the reference row (or at
+                the unattacked level) at both times (mean of attack training
+                and validation);
+  reduced later only   so at the last round, not right after the attack;
   not reduced   otherwise.
 
 No TensorFlow here: the page is rendered from the rows' numbers.
@@ -32,16 +34,25 @@ def _mean(metrics: dict) -> float:
   return 100 * float(np.mean([metrics[m] for m in _BACKDOOR]))
 
 
+VERDICTS = ("removed", "reduced", "reduced later only", "not reduced")
+
+
 def verdict(row: dict, reference: dict) -> str:
-  """removed / reduced / not reduced (module docstring)."""
+  """One of `VERDICTS` (module docstring)."""
   unattacked = _mean(row["unattacked"])
-  times = ("after_attack", "later")
-  if all(_mean(row[t]) <= unattacked + REMOVED_POINTS for t in times):
+
+  def removed(t):
+    return _mean(row[t]) <= unattacked + REMOVED_POINTS
+
+  def reduced(t):
+    return removed(t) or (row is not reference and _mean(
+        row[t]) <= _mean(reference[t]) - REDUCED_POINTS)
+
+  if removed("after_attack") and removed("later"):
     return "removed"
-  if row is not reference and all(
-      _mean(row[t]) <= _mean(reference[t]) - REDUCED_POINTS for t in times):
+  if reduced("after_attack") and reduced("later"):
     return "reduced"
-  return "not reduced"
+  return "reduced later only" if reduced("later") else "not reduced"
 
 
 def _pair(metrics: dict) -> str:
@@ -127,12 +138,12 @@ def findings(rows: Sequence[dict], *, within_points: float = 3.0) -> list[str]:
       f"- Keep secure aggregation and meta-test accuracy within "
       f"{within_points:g} points of {reference['defense']}: "
       f"{names(lambda r: not r['server_sees_updates'] and close(r))}.",
-      f"- Remove the backdoor: "
-      f"{names(lambda r: verdict(r, reference) == 'removed')}.",
-      f"- Reduce it (not removed): "
-      f"{names(lambda r: verdict(r, reference) == 'reduced')}.",
-      f"- Do not reduce it: "
-      f"{names(lambda r: verdict(r, reference) == 'not reduced')}."]
+      *(f"- {label}: {names(lambda r, v=v: verdict(r, reference) == v)}."
+        for label, v in (("Remove the backdoor", "removed"),
+                         ("Reduce it (not removed)", "reduced"),
+                         ("Reduce it in the later rounds only",
+                          "reduced later only"),
+                         ("Do not reduce it", "not reduced")))]
 
 
 def page_markdown(rows: Sequence[dict], *, title: str, command: str,
@@ -158,5 +169,6 @@ def page_markdown(rows: Sequence[dict], *, title: str, command: str,
       "from the pre-trained model. Verdicts: removed = within "
       f"{REMOVED_POINTS:g} points of the unattacked level at both times; "
       f"reduced = at least {REDUCED_POINTS:g} points below the first row "
-      "at both times (mean of attack training and validation).", "",
+      "(or removed) at both times, reduced later only = so at the last "
+      "round only (mean of attack training and validation).", "",
       f"![every defense]({figure})", ""])

@@ -135,4 +135,8 @@ def test_verdicts():
   assert defense_table_page.verdict(reference, reference) == "not reduced"
   assert defense_table_page.verdict(row(0.1, 0.12), reference) == "removed"
   assert defense_table_page.verdict(row(0.5, 0.6), reference) == "reduced"
-  assert defense_table_page.verdict(row(0.85, 0.6), reference) == "not reduced"
+  assert defense_table_page.verdict(row(0.85, 0.6), reference) == (
+      "reduced later only")
+  assert defense_table_page.verdict(row(0.85, 0.75), reference) == (
+      "not reduced")
+  assert defense_table_page.verdict(row(0.1, 0.6), reference) == "reduced"
