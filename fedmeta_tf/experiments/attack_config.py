@@ -78,6 +78,12 @@ class AttackConfig:
       dba.check_attackers(self.backdoor.key.parts, self.schedule.attacker_ids)
 
 
+  def scores(self, round_num: int, last_round: int) -> bool:
+    """Whether experiment round `round_num` is scored (`score_every`)."""
+    return (self.schedule.is_attack_round(round_num) or
+            round_num % self.score_every == 0 or round_num == last_round)
+
+
 # --- configs to and from JSON (read back by binaries/finetune.py) ---------
 
 def to_jsonable(value):

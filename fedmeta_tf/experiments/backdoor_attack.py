@@ -221,10 +221,9 @@ def attack_rounds(config: training.TrainingConfig, attack: AttackConfig,
   and scored as round 0 (the last pre-training round is saved with it).
   Experiment rounds are scored as `attack.score_every` says (default every
   round; metrics.csv leaves the others' metrics blank); the first attack
-  round's model is kept
-  (`loop.extra["attacked_saved"]` says it is). Client selection counts
-  server rounds from `attack.pretrain_rounds` even when the pre-trained
-  model comes from `attack.pretrained_from`.
+  round's model is kept (`loop.extra["attacked_saved"]` says it is). Client
+  selection counts server rounds from `attack.pretrain_rounds` even when the
+  pre-trained model comes from `attack.pretrained_from`.
   """
   pretrain_rounds = 0 if attack.pretrained_from else attack.pretrain_rounds
   federation = dict(num_clients=config.num_clients,
@@ -252,10 +251,9 @@ def attack_rounds(config: training.TrainingConfig, attack: AttackConfig,
           server_round=attack.pretrain_rounds + r, **federation)
       state, round_metrics = runner.next(state, clients)
       is_attack = int(attack.schedule.is_attack_round(r))
-      scored = is_attack or r % attack.score_every == 0 or r == config.rounds
       row = {"clients": " ".join(map(str, clients)), "attack": is_attack,
-             **round_metrics,
-             **(evaluator(runner.weights(state)) if scored else {})}
+             **round_metrics, **(evaluator(runner.weights(state)) if
+                                 attack.scores(r, config.rounds) else {})}
       if is_attack and not loop.extra["attacked_saved"]:
         keep(output_dir, "attacked", runner.weights(state), evaluator.model)
         loop.extra["attacked_saved"] = 1
