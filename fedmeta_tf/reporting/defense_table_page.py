@@ -71,7 +71,7 @@ def table_markdown(rows: Sequence[dict], *, link_root: str = "") -> str:
       "Backdoor | Run |",
       "|---|---|---|---|---|---|---|---|---|"]
   for row in rows:
-    delta = 100 * (row["meta_test"] - reference["meta_test"])
+    delta = round(100 * (row["meta_test"] - reference["meta_test"]), 1) + 0.0
     run = os.path.relpath(row["run_dir"], link_root) if link_root else row[
         "run_dir"]
     lines.append(
