@@ -7,7 +7,7 @@
 # each starts with a fresh TensorFlow runtime, so traced functions, Keras
 # state, gRPC channels and open files of one package never pile up in the
 # next, and a package that hangs is stopped after GROUP_TIMEOUT seconds
-# (default 2400; tests/binaries takes ~27 min on the idle 2-core machine)
+# (default 2400; tests/binaries takes 23 min on the idle 2-core machine)
 # while the others still run. The exit status is non-zero if
 # any package failed. With arguments, one pytest run gets them all
 # (e.g. `bash scripts/test.sh tests/attacks -x`).
