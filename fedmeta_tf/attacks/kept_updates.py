@@ -26,6 +26,12 @@ from fedmeta_tf.meta import weights as w
 SUBDIR = os.path.join("checkpoints", "attacker_updates")
 
 
+def kept_any(run_dir: str) -> bool:
+  """Whether `run_dir` kept at least one attacker update."""
+  directory = os.path.join(run_dir, SUBDIR)
+  return os.path.isdir(directory) and bool(os.listdir(directory))
+
+
 class KeptUpdates:
   """Keeps (`replaying` False) or replays (True) the attackers' updates of
   the run directory `run_dir`."""

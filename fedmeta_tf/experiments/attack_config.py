@@ -192,8 +192,8 @@ def _check_same_attack(config: training.TrainingConfig, attack: AttackConfig,
     raise ValueError(f"{flag}: that run's attack differs in "
                      f"{', '.join(differ)}; replay needs the same attack "
                      "flags (only the aggregator and the rounds may differ)")
-  kept = os.path.join(attack.attacker_update_from, kept_updates.SUBDIR)
-  if not (os.path.isdir(kept) and os.listdir(kept)):
+  if not kept_updates.kept_any(attack.attacker_update_from):
+    kept = os.path.join(attack.attacker_update_from, kept_updates.SUBDIR)
     raise ValueError(f"{flag}: that run kept no attacker update ({kept} is "
                      "missing or empty: an in-process attack run keeps one "
                      "once its attack round is done)")

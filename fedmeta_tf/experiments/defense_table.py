@@ -100,8 +100,8 @@ def check_source(source: str) -> None:
   """ValueError unless `source` is an attack run that kept its attacker's
   update (an in-process run past its attack round)."""
   config, _ = attack_config.load_run(source)
-  kept = os.path.join(source, kept_updates.SUBDIR)
-  if not (os.path.isdir(kept) and os.listdir(kept)):
+  if not kept_updates.kept_any(source):
+    kept = os.path.join(source, kept_updates.SUBDIR)
     raise ValueError(
         f"--from={source}: no kept attacker update ({kept}); the source must "
         "be an attack run of --runtime=inprocess (runtime "

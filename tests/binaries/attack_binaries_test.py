@@ -17,26 +17,34 @@ from tests.conftest import tiny_pool
 FLAGS = flags.FLAGS
 
 
-def _attack_flags(root, archive):
+def attack_flags(root, archive, **overrides):
+  """Experiment 1 at toy size (the defense table's tests use it too)."""
   return dict(
       dataset="archive", data_dir=archive, root_output_dir=str(root),
       experiment_name="attack", runtime="inprocess", filters=4, rounds=2,
       pretrain_rounds=1, episodes_per_round=1, meta_batch=2, inner_steps=2,
       eval_inner_steps=2, eval_episodes=2, eval_every=1, attack="boosted",
       attacker_iterations=2, attacker_inner_steps=2, backdoor_eval_episodes=2,
-      case="b")
+      case="b") | overrides
 
 
-@pytest.fixture(scope="module")
-def attack_run(tmp_path_factory):
-  root = tmp_path_factory.mktemp("runs")
+def run_attack(tmp_path_factory, directory, **overrides) -> str:
+  """Runs `attack_flags(**overrides)` on a fresh tiny archive in a new
+  temporary `directory`; the run directory."""
+  root = tmp_path_factory.mktemp(directory)
   archive = str(root / "tiny.npz")
   class_pool.save_class_pool_archive(tiny_pool(num_classes=40, examples=20),
                                      archive)
   FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver(**_attack_flags(root, archive)):
+  values = attack_flags(root, archive, **overrides)
+  with flagsaver.flagsaver(**values):
     train_fedmeta.main(["train_fedmeta"])
-  return str(root / "attack")
+  return str(root / values["experiment_name"])
+
+
+@pytest.fixture(scope="module")
+def attack_run(tmp_path_factory):
+  return run_attack(tmp_path_factory, "runs")
 
 
 def _archive_of(run_dir):
@@ -47,7 +55,7 @@ def test_pretrained_from_starts_from_that_runs_pretrained_model(attack_run):
   # Case (c) gives benign clients the same classes as (b); the aggregator may
   # differ (Experiment 3e starts from the FedAvg model).
   root = os.path.dirname(attack_run)
-  with flagsaver.flagsaver(**{**_attack_flags(root, _archive_of(attack_run)),
+  with flagsaver.flagsaver(**{**attack_flags(root, _archive_of(attack_run)),
                               "experiment_name": "from_pretrained", "case": "c",
                               "rounds": 1, "aggregator": "median",
                               "pretrained_from": attack_run}):
@@ -66,7 +74,7 @@ def test_pretrained_from_starts_from_that_runs_pretrained_model(attack_run):
 def test_pretrained_from_refuses_a_run_pretrained_otherwise(
     attack_run, capsys, change, named):
   root = os.path.dirname(attack_run)
-  with flagsaver.flagsaver(**{**_attack_flags(root, _archive_of(attack_run)),
+  with flagsaver.flagsaver(**{**attack_flags(root, _archive_of(attack_run)),
                               "experiment_name": "refused",
                               "pretrained_from": attack_run, **change}):
     with pytest.raises(SystemExit) as e:
@@ -137,22 +145,18 @@ def test_finetune_rejects_a_case_the_run_cannot_give(attack_run):
 # --- --attacker_update_from: the same attack replayed against another server
 
 
+_LONE = dict(rounds=1, clients_per_round=1, min_updates=1, aggregator="mean")
+
+
 @pytest.fixture(scope="module")
 def lone_attacker_run(tmp_path_factory):
   """One client per round: the attack round's model is theta_G + u_a."""
-  root = tmp_path_factory.mktemp("replay")
-  archive = str(root / "tiny.npz")
-  class_pool.save_class_pool_archive(tiny_pool(num_classes=40, examples=20),
-                                     archive)
-  FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver(**_lone_flags(root, archive, "source")):
-    train_fedmeta.main(["train_fedmeta"])
-  return str(root / "source")
+  return run_attack(tmp_path_factory, "replay", experiment_name="source",
+                    **_LONE)
 
 
 def _lone_flags(root, archive, name):
-  return dict(_attack_flags(root, archive), experiment_name=name, rounds=1,
-              clients_per_round=1, min_updates=1, aggregator="mean")
+  return attack_flags(root, archive, experiment_name=name, **_LONE)
 
 
 def test_attack_run_keeps_the_attackers_update(lone_attacker_run):

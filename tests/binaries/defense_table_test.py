@@ -8,34 +8,16 @@ from absl.testing import flagsaver
 import pytest
 
 from binaries import defense_table
-from binaries import train_fedmeta
-from fedmeta_tf.data import class_pool
 from fedmeta_tf.reporting import defense_table_page
-from tests.conftest import tiny_pool
+from tests.binaries.attack_binaries_test import run_attack
 
 FLAGS = flags.FLAGS
 
 
-def _attack_flags(root, archive, name, **extra):
-  return dict(
-      dataset="archive", data_dir=archive, root_output_dir=str(root),
-      experiment_name=name, runtime="inprocess", filters=4, rounds=2,
-      pretrain_rounds=1, episodes_per_round=1, meta_batch=2, inner_steps=2,
-      eval_inner_steps=2, eval_episodes=2, eval_every=1, attack="boosted",
-      attacker_iterations=2, attacker_inner_steps=2, backdoor_eval_episodes=2,
-      case="a", **extra)
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-  root = tmp_path_factory.mktemp("table")
-  archive = str(root / "tiny.npz")
-  class_pool.save_class_pool_archive(tiny_pool(num_classes=40, examples=20),
-                                     archive)
-  FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver(**_attack_flags(root, archive, "source")):
-    train_fedmeta.main(["train_fedmeta"])
-  return str(root / "source")
+  return run_attack(tmp_path_factory, "table", experiment_name="source",
+                    case="a")
 
 
 def _table(source, output, **extra):
