@@ -26,6 +26,12 @@ Prints the machine, then:
      (--parallelism=1) in this process, and with the binaries' automatic
      --parallelism in a fresh process (`benchmarks.parallel`'s child: thread
      pools are set per process), the fair comparison.
+  3. `precision` (not run by default): in-graph SGD steps/s of the same
+     inner loop in float32 and under Keras `mixed_bfloat16` (`--precision`
+     of train_fedmeta, `fedmeta_tf/models/precision.py`), side by side in
+     this process, and their ratio (issue #20's targets where the hardware
+     has bfloat16: >= 1.5 at 84x84x3, >= 1.2 at 28x28x1), after a line
+     saying whether this machine computes bfloat16 natively.
 --quick: fewer steps (about a minute on 2 cores).
 """
 
@@ -39,6 +45,7 @@ from benchmarks.workloads import parse_shape
 from benchmarks.workloads import round_seconds
 from benchmarks.workloads import round_setup
 from benchmarks.workloads import run_json_child
+from fedmeta_tf.models import precision
 from fedmeta_tf.runtime import inprocess
 from fedmeta_tf.tff_process import contexts
 from fedmeta_tf.tff_process import runner
@@ -56,7 +63,7 @@ _ROUNDS = flags.DEFINE_integer("rounds", 2, "Timed rounds per runtime.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 10, "E per client and round.")
 _CLIENTS = flags.DEFINE_integer("clients", 3, "Clients per round.")
 _PARTS = flags.DEFINE_list("parts", ["inner", "round"],
-                           "What to measure: inner, round.")
+                           "What to measure: inner, round, precision.")
 _QUICK = flags.DEFINE_bool(
     "quick", False, "--steps=60 --python_steps=30 --rounds=1 --iterations=4.")
 
@@ -68,9 +75,10 @@ def main(argv):
   if _QUICK.value:
     steps, python_steps, rounds, iterations = 60, 30, 1, 4
   shapes = [parse_shape(s) for s in _SHAPES.value]
-  unknown = set(_PARTS.value) - {"inner", "round"}
+  unknown = set(_PARTS.value) - {"inner", "round", "precision"}
   if unknown:
-    raise ValueError(f"--parts: unknown {sorted(unknown)}; inner, round")
+    raise ValueError(f"--parts: unknown {sorted(unknown)}; inner, round, "
+                     "precision")
   machine.print_machine()
 
   if "inner" in _PARTS.value:
@@ -83,6 +91,9 @@ def main(argv):
               f"{graph_rate:7.1f} SGD steps/s, per-step calls "
               f"{call_rate:7.1f} steps/s, ratio {graph_rate / call_rate:.2f} "
               f"(target >= 1.5)", flush=True)
+
+  if "precision" in _PARTS.value:
+    _print_precision_rates(shapes, steps)
 
   if "round" in _PARTS.value:
     job, config = round_setup(iterations, max(_CLIENTS.value, 1))
@@ -106,6 +117,23 @@ def main(argv):
           f"{federated / local:.3f} (1 stream), "
           f"{federated / automatic['round_s']:.3f} (automatic) "
           f"(target <= 1.10)")
+
+
+def _print_precision_rates(shapes, steps: int) -> None:
+  """Part 3: float32 vs mixed_bfloat16 in-graph steps/s, side by side."""
+  mixed = precision.Precision.MIXED_BFLOAT16
+  why = precision.why_slower(mixed, cpu=precision.cpu_flags(),
+                             gpus=precision.gpu_capabilities())
+  print(f"bfloat16 here: {'native' if why is None else 'emulated: ' + why}")
+  for shape, batch in shapes:
+    for variant in _VARIANTS.value:
+      rates = {name: inner_loop_rates(shape, batch, variant, steps, 0,
+                                      precision_name=name)[0]
+               for name in ("float32", mixed.value)}
+      print(f"precision, Conv4 {variant:8s} {'x'.join(map(str, shape)):8s} "
+            f"batch {batch:2d}: float32 {rates['float32']:7.1f} steps/s, "
+            f"mixed_bfloat16 {rates[mixed.value]:7.1f} steps/s, ratio "
+            f"{rates[mixed.value] / rates['float32']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from fedmeta_tf.aggregation import aggregators
 from fedmeta_tf.meta import client_work
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
+from fedmeta_tf.models import precision
 
 WAYS, EXAMPLES_PER_CLASS = 5, 10
 
@@ -52,15 +53,18 @@ def parse_shape(text: str) -> tuple[tuple[int, int, int], int]:
 
 
 def inner_loop_rates(image_shape, batch: int, variant: str, steps: int,
-                     python_steps: int, repeats: int = 3
+                     python_steps: int, repeats: int = 3,
+                     precision_name: str = "float32"
                      ) -> tuple[float, float]:
   """(in-graph, per-step-call) SGD steps/s of the Reptile inner loop.
 
   Conv4 (64 filters) on a 5-way episode of 50 random images of
-  `image_shape`, Adam; per-step-call is NaN when `python_steps` is 0.
-  Each is the best of `repeats` timings (the machine may be shared).
+  `image_shape`, Adam, built under Keras policy `precision_name`;
+  per-step-call is NaN when `python_steps` is 0. Each is the best of
+  `repeats` timings (the machine may be shared).
   """
-  model = conv4.build_conv4(image_shape, WAYS, variant=variant)
+  with precision.policy(precision_name):
+    model = conv4.build_conv4(image_shape, WAYS, variant=variant)
   optimizer = reptile_tf.make_inner_optimizer(0.001)
   reptile_tf.build_optimizer(optimizer, model)
   rng = np.random.default_rng(0)

@@ -28,6 +28,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import attack_flags
 from binaries import common
+from binaries import precision_flag
 from binaries import protocol_flags
 from fedmeta_tf.data import registry
 from fedmeta_tf.evaluation import meta_test
@@ -233,7 +234,7 @@ def main(argv):
   common.lock_run_dir(output_dir)  # One writer; before --overwrite deletes.
   if common.prepare_run_dir(output_dir,
                             [__name__, "__main__", attack_flags.__name__,
-                             protocol_flags.__name__],
+                             protocol_flags.__name__, precision_flag.__name__],
                             overwrite=_OVERWRITE.value):
     print(f"{output_dir} already holds this finished run (summary.json); "
           "pass --overwrite to run it again")
@@ -243,12 +244,13 @@ def main(argv):
   if attack is not None:
     run = functools.partial(backdoor_attack.run_attack_experiment,
                             attack=attack, client_chunk=_CLIENT_CHUNK.value)
-  if config.runtime is training.Runtime.TFF:
-    from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
-    with contexts.tff_runtime(workers=tff_workers):
+  with precision_flag.precision_scope():
+    if config.runtime is training.Runtime.TFF:
+      from fedmeta_tf.tff_process import contexts  # pylint: disable=g-import-not-at-top
+      with contexts.tff_runtime(workers=tff_workers):
+        summary = run(config, output_dir=output_dir)
+    else:
       summary = run(config, output_dir=output_dir)
-  else:
-    summary = run(config, output_dir=output_dir)
   logging.debug("done: %s -> %s", summary, output_dir)
   if attack is not None:
     print(backdoor_attack.describe_summary(summary, output_dir))

@@ -16,6 +16,11 @@ different episodes describe none of them. It also means the model's weights
 are exactly its trainable variables, which is what federated Reptile
 averages.
 
+Under Keras mixed precision (`precision.py`, `--precision=mixed_bfloat16`)
+the convolutions compute in bfloat16; the normalisation and the logits are
+float32 layers whatever the policy (batch statistics of bfloat16 sums, and a
+softmax of bfloat16 logits, lose too much).
+
 The convolutions have no bias: the batch norm that follows subtracts the
 mean, so a bias would get a gradient of exactly zero up to rounding, and Adam
 (which divides by the gradient's scale) would turn that rounding noise into
@@ -95,7 +100,7 @@ def build_feature_extractor(input_shape: tuple[int, int, int], *,
         filters, 3, strides=strides, padding="same", use_bias=False,
         kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + i),
         name=f"conv{i + 1}")(x)
-    x = BatchStatNorm(name=f"norm{i + 1}")(x)
+    x = BatchStatNorm(name=f"norm{i + 1}", dtype=tf.float32)(x)
     x = tf.keras.layers.ReLU(name=f"relu{i + 1}")(x)
     if variant is Conv4Variant.MAXPOOL:
       x = tf.keras.layers.MaxPool2D(2, name=f"pool{i + 1}")(x)
@@ -120,7 +125,7 @@ def build_conv4(input_shape: tuple[int, int, int], num_classes: int, *,
   logits = tf.keras.layers.Dense(
       num_classes,
       kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + 4),
-      name=LOGITS_LAYER)(features(inputs))
+      dtype=tf.float32, name=LOGITS_LAYER)(features(inputs))
   return tf.keras.Model(inputs, logits, name=f"conv4_{variant.value}")
 
 

@@ -160,7 +160,7 @@ def build_head(kind: HeadKind | str, *,
   kind = parse_head_kind(kind)
   scale = DEFAULT_INITIAL_SCALE[kind] if initial_scale is None else initial_scale
   cls = MatchingHead if kind is HeadKind.MATCHING else PrototypeHead
-  return cls(initial_scale=scale, name=f"{kind.value}_head")
+  return cls(initial_scale=scale, dtype=tf.float32, name=f"{kind.value}_head")
 
 
 def leave_one_out_mask(query_indices, num_support) -> tf.Tensor:
@@ -188,7 +188,7 @@ class FewShotClassifier(tf.keras.Model):
     return list(self.head.trainable_variables)
 
   def embed(self, images) -> tf.Tensor:
-    return self.features(images, training=True)
+    return tf.cast(self.features(images, training=True), tf.float32)
 
   def call(self, images, support_features, support_onehot):
     """[B, N] log-probabilities of `images` given the support memory."""

@@ -7,6 +7,7 @@ that would collide with the binaries' in the test process."""
 import os
 
 import pytest
+import tensorflow as tf
 
 from benchmarks import machine
 from benchmarks import workloads
@@ -34,6 +35,14 @@ def test_inner_loop_rates_on_a_tiny_run():
   graph_rate, call_rate = workloads.inner_loop_rates(
       (16, 16, 1), 4, "strided", steps=3, python_steps=2, repeats=1)
   assert graph_rate > 0 and call_rate > 0
+
+
+def test_inner_loop_rates_in_mixed_bfloat16_leave_the_policy_alone():
+  graph_rate, _ = workloads.inner_loop_rates(
+      (16, 16, 1), 4, "strided", steps=3, python_steps=0, repeats=1,
+      precision_name="mixed_bfloat16")
+  assert graph_rate > 0
+  assert tf.keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_peak_memory_of_this_process():

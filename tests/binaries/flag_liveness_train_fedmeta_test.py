@@ -97,6 +97,10 @@ LIVE = {
     # Meta-test evaluation.
     "eval_ways": [Change({"eval_ways": 2})],
     "eval_shots": [Change({"eval_shots": 3})],
+    # bfloat16 convolutions round every step differently (benign training,
+    # the attacker's update and the evaluations).
+    "precision": [Change({"precision": "mixed_bfloat16"}),
+                  Change({"precision": "mixed_bfloat16"}, "attack")],
     "eval_queries": [Change({"eval_queries": 3})],
     "eval_inner_steps": [Change({"eval_inner_steps": 5})],
     "eval_episodes": [Change({"eval_episodes": 7})],
