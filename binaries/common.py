@@ -194,6 +194,12 @@ def flag_values(module_names) -> dict:
   return json.loads(json.dumps(values, sort_keys=True, default=str))
 
 
+def _defaults(names) -> dict:
+  """{name: default} of the given flags, JSON-normalised like `flag_values`."""
+  values = {name: flags.FLAGS[name].default for name in names}
+  return json.loads(json.dumps(values, sort_keys=True, default=str))
+
+
 def prepare_run_dir(output_dir: str, module_names, *, overwrite: bool) -> bool:
   """Checks `output_dir` against this run's flags before anything is written.
 
@@ -210,6 +216,8 @@ def prepare_run_dir(output_dir: str, module_names, *, overwrite: bool) -> bool:
   elif os.path.isfile(flags_path):
     with open(flags_path) as f:
       previous = json.load(f)
+    # A flag added since that run was written counts at its default.
+    previous = dict(_defaults(set(current) - set(previous)), **previous)
     differ = sorted(k for k in set(current) | set(previous)
                     if k not in NON_EXPERIMENT_FLAGS
                     and current.get(k) != previous.get(k))

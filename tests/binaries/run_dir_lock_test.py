@@ -17,6 +17,7 @@ import textwrap
 import pytest
 
 from binaries import common
+from binaries import precision_flag
 from tests.binaries.train_fedmeta_test import tiny_flags
 from tests.conftest import snapshot_files
 from tests.conftest import tiny_attack_configs
@@ -256,3 +257,19 @@ def test_run_info_records_command_machine_and_commit(tmp_path, monkeypatch):
                              "'--experiment_name=a b'")
   assert info["machine"].startswith("machine: ") and "cores" in info["machine"]
   assert set(info) == {"command", "machine", "commit", "started_utc"}
+
+
+def test_a_flag_added_since_the_run_counts_at_its_default(tmp_path):
+  modules = [precision_flag.__name__]
+  run_dir = str(tmp_path / "x")
+  os.makedirs(run_dir)
+  flags_path = os.path.join(run_dir, "flags.json")
+  with open(flags_path, "w") as f:
+    json.dump({}, f)  # written before --precision existed
+  assert common.prepare_run_dir(run_dir, modules, overwrite=False) is False
+  with open(flags_path) as f:
+    assert json.load(f) == {"precision": "float32"}
+  with open(flags_path, "w") as f:
+    json.dump({"precision": "mixed_bfloat16"}, f)
+  with pytest.raises(ValueError, match="flags differ: --precision"):
+    common.prepare_run_dir(run_dir, modules, overwrite=False)
