@@ -131,9 +131,11 @@ def summary_fields(deltas: Sequence[Delta], ratio: float, *,
 
 
 def mean_delta(used: dict) -> Optional[float]:
-  """The mean delta_l over clients and variables of {client: {var: d}};
-  None when empty (no `auto`)."""
-  values = [d for layers in used.values() for d in layers.values()]
+  """The mean delta_l over clients and kernels (conv and dense: nearly all
+  of Conv4's parameters; batch-norm variables and the bias keep about r /
+  (1 + r)) of {client: {var: d}}; None when empty (no `auto`)."""
+  values = [d for layers in used.values() for name, d in layers.items()
+            if name.endswith("/kernel")]
   return float(np.mean(values)) if values else None
 
 

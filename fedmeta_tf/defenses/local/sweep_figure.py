@@ -6,9 +6,9 @@ backdoor and costs accuracy. Here: one panel per case, the four metrics
 after the last fine-tuning iteration (mean over clients) against delta, in
 the colours of `reporting/figures.py`. `--deltas=auto` (`auto_delta.py`:
 a delta per layer, our rule) has no single delta: its metrics are stars at
-its mean per-layer delta over clients and variables (of the attacked
-model), apart from the numeric deltas' lines; without that mean they are
-left out.
+its mean kernel delta over clients (of the attacked model;
+`auto_delta.mean_delta`), apart from the numeric deltas' lines; without
+that mean they are left out.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _plot_auto(ax, auto: Mapping, reference: Mapping, *, x: float) -> None:
   model's backdoor metrics (`reference`, maybe {}) as hollow stars."""
   for i, (name, label, colour) in enumerate(figures.SERIES):
     ax.plot([x], [100 * auto[name]], color=colour, marker="*", ms=11,
-            ls="none", label=None if i else f"auto (mean delta {x:.2f})")
+            ls="none", label=None if i else f"auto (mean kernel delta {x:.2f})")
     if reference and name.startswith("backdoor_"):
       ax.plot([x], [100 * reference[name]], color=colour, marker="*", ms=11,
               mfc="none", ls="none")
