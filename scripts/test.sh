@@ -7,7 +7,8 @@
 # each starts with a fresh TensorFlow runtime, so traced functions, Keras
 # state, gRPC channels and open files of one package never pile up in the
 # next, and a package that hangs is stopped after GROUP_TIMEOUT seconds
-# (default 2400; tests/binaries takes 23 min on the idle 2-core machine)
+# (default 3000; tests/binaries takes 23 min on the idle 2-core machine,
+# 38 min beside two other jobs)
 # while the others still run. The exit status is non-zero if
 # any package failed. With arguments, one pytest run gets them all
 # (e.g. `bash scripts/test.sh tests/attacks -x`).
@@ -33,7 +34,7 @@ start=$SECONDS
 for group in "${groups[@]}"; do
   echo "=== ${group} ($((SECONDS - start)) s)"
   # shellcheck disable=SC2086  # the last group is several files
-  if ! timeout --kill-after=30 "${GROUP_TIMEOUT:-2400}" "${PYTEST[@]}" $group; then
+  if ! timeout --kill-after=30 "${GROUP_TIMEOUT:-3000}" "${PYTEST[@]}" $group; then
     failed+=("${group}")
   fi
 done
