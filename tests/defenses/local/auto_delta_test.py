@@ -138,3 +138,12 @@ def test_sweep_figure_places_auto_apart_and_reads_old_summaries(tmp_path):
   sweep_figure.plot_delta_sweep(old["final"], path)
   assert set(sweep_figure.mean_over_clients(old["final"])) == {
       "delta0.3/b", "delta0.6/b"}
+
+
+def test_mean_delta_is_over_the_kernels_of_every_client():
+  used = {"client1": {"conv1/kernel": 0.1, "norm1/gamma": 0.3,
+                      "logits/kernel": 0.2, "logits/bias": 0.3},
+          "client2": {"conv1/kernel": 0.3, "norm1/beta": 0.3,
+                      "logits/kernel": 0.2}}
+  assert auto_delta.mean_delta(used) == pytest.approx(0.2)
+  assert auto_delta.mean_delta({}) is None
