@@ -102,9 +102,7 @@ def main(argv):
     wrong = gpus and "GPU" not in device
     print(f"placement: {what} on {device}"
           f"{' -- NOT on the GPU' if wrong else ''}", flush=True)
-  why = precision.why_slower(precision.Precision.MIXED_BFLOAT16,
-                             cpu=precision.cpu_flags(),
-                             gpus=precision.gpu_capabilities())
+  why = precision.why_slower_here(precision.Precision.MIXED_BFLOAT16)
   print(f"bfloat16: {'native' if why is None else 'emulated: ' + why}")
   base = None
   for name in PRECISIONS:

@@ -122,8 +122,7 @@ def main(argv):
 def _print_precision_rates(shapes, steps: int) -> None:
   """Part 3: float32 vs mixed_bfloat16 in-graph steps/s, side by side."""
   mixed = precision.Precision.MIXED_BFLOAT16
-  why = precision.why_slower(mixed, cpu=precision.cpu_flags(),
-                             gpus=precision.gpu_capabilities())
+  why = precision.why_slower_here(mixed)
   print(f"bfloat16 here: {'native' if why is None else 'emulated: ' + why}")
   for shape, batch in shapes:
     for variant in _VARIANTS.value:

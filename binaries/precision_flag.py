@@ -21,8 +21,7 @@ def precision_scope():
   float32 on this machine."""
   from fedmeta_tf.models import precision  # pylint: disable=g-import-not-at-top
   chosen = precision.parse_precision(PRECISION.value)
-  why = precision.why_slower(chosen, cpu=precision.cpu_flags(),
-                             gpus=precision.gpu_capabilities())
+  why = precision.why_slower_here(chosen)
   if why:
     logging.warning("--precision=%s will run slower than float32: %s",
                     chosen.value, why)

@@ -82,6 +82,12 @@ def why_slower(precision: Precision, *, cpu: frozenset,
           f"visible: TensorFlow emulates bfloat16 here")
 
 
+def why_slower_here(precision: Precision | str) -> Optional[str]:
+  """`why_slower` for this machine's CPU flags and visible GPUs."""
+  return why_slower(parse_precision(precision), cpu=cpu_flags(),
+                    gpus=gpu_capabilities())
+
+
 @contextlib.contextmanager
 def policy(precision: Precision | str) -> Iterator[Precision]:
   """Keras' global dtype policy is `precision` inside, and is restored on

@@ -37,6 +37,12 @@ def test_why_slower_names_the_missing_hardware(cpu, gpus, slower):
                               cpu=frozenset(cpu), gpus=gpus) is None
 
 
+def test_why_slower_here_reads_this_machine():
+  assert precision.why_slower_here("float32") is None
+  assert precision.why_slower_here("mixed_bfloat16") == precision.why_slower(
+      MIXED, cpu=precision.cpu_flags(), gpus=precision.gpu_capabilities())
+
+
 def test_policy_is_restored_even_after_an_error():
   before = tf.keras.mixed_precision.global_policy().name
   with pytest.raises(RuntimeError):
