@@ -52,6 +52,33 @@ def test_batch_stat_norm_normalises_by_the_batch():
   np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=1e-2)
 
 
+def _formula(x, gamma, beta, epsilon=1e-3):
+  mean, variance = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))
+  return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+
+
+@pytest.mark.parametrize("shape", [[10, 7, 7, 16], [12, 16]])
+def test_batch_stat_norm_equals_the_formula_and_its_gradients(shape):
+  # Images take the fused kernel, other ranks the formula; both must be
+  # gamma * (x - batch mean) / sqrt(batch var + eps) + beta, gradients too.
+  layer = conv4.BatchStatNorm()
+  x = tf.random.stateless_normal(shape, seed=[0, 1], mean=2.0, stddev=3.0)
+  layer(x)
+  layer.gamma.assign(tf.random.stateless_uniform(shape[-1:], [0, 2], 0.5, 1.5))
+  layer.beta.assign(tf.random.stateless_normal(shape[-1:], [0, 3]))
+  weights = tf.sin(x)
+  grads = []
+  for fn in (layer, lambda t: _formula(t, layer.gamma, layer.beta)):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fn(x)
+      loss = tf.reduce_sum(y * weights)
+    grads.append([y] + tape.gradient(loss, [x, layer.gamma, layer.beta]))
+  for ours, reference in zip(*grads):
+    np.testing.assert_allclose(ours, reference, rtol=1e-4,
+                               atol=1e-4 * float(tf.reduce_max(tf.abs(reference))))
+
+
 def test_invalid_arguments_raise():
   with pytest.raises(ValueError, match="num_classes"):
     conv4.build_conv4((28, 28, 1), 1)

@@ -64,7 +64,12 @@ def test_mixed_conv4_computes_convs_in_bf16_and_keeps_float32_variables():
   model = _build("mixed_bfloat16")
   features = conv4.feature_extractor(model)
   assert features.get_layer("conv1").compute_dtype == "bfloat16"
-  assert features.get_layer("norm1").compute_dtype == "float32"
+  norm = features.get_layer("norm1")
+  assert norm.compute_dtype == "bfloat16"
+  # gamma / beta stay float32 inside call (not autocast): the fused batch
+  # norm takes float32 scale / offset and keeps its statistics in float32.
+  assert {v.dtype for v in norm.variables} == {tf.float32}
+  assert all(type(v).__name__ != "AutoCastVariable" for v in norm.variables)
   assert model.get_layer(conv4.LOGITS_LAYER).compute_dtype == "float32"
   assert {v.dtype for v in model.trainable_variables} == {tf.float32}
   images = tf.random.stateless_uniform([6, 28, 28, 1], seed=[1, 2])
