@@ -33,6 +33,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import from_run_flags
+from binaries import precision_flag
 from fedmeta_tf.defenses.local import auto_delta
 from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import defend as experiment
@@ -130,7 +131,8 @@ def main(argv):
       local_meta_iterations=_LOCAL_META_ITERATIONS.value,
       leave_one_out=_LEAVE_ONE_OUT.value, initial_scale=_INITIAL_SCALE.value,
       export=_EXPORT.value, name=_NAME.value,
-      auto_delta_ratio=_AUTO_DELTA_RATIO.value)
+      auto_delta_ratio=_AUTO_DELTA_RATIO.value,
+      precision=precision_flag.checked_precision())
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
   common.configure_progress(_PROGRESS.value)
   backdoor_attack.load_run(run_dir)  # a clear error before writing
@@ -143,7 +145,8 @@ def main(argv):
     # would delete the held lock file (and the flags written next).
     common.clear_run_dir(output_dir)
   common.write_flags(output_dir, [__name__, "__main__",
-                                  from_run_flags.__name__])
+                                  from_run_flags.__name__,
+                                  precision_flag.__name__])
   summary = experiment.run_defend(run_dir, config, overwrite=False)
   logging.debug("done: %s", summary)
   print(f"Experiment 3 ({config.run_name}) from {run_dir}, "

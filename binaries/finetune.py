@@ -26,6 +26,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import from_run_flags
+from binaries import precision_flag
 from fedmeta_tf.experiments import finetune
 
 _STEPS = flags.DEFINE_integer("steps", 500, "Fine-tuning iterations.",
@@ -50,7 +51,8 @@ def main(argv):
       steps=_STEPS.value, curve_every=_CURVE_EVERY.value,
       episodes=from_run_flags.EPISODES.value,
       cases=from_run_flags.CASES.value, clients=from_run_flags.clients(),
-      checkpoint=from_run_flags.CHECKPOINT.value, shots=_FINETUNE_SHOTS.value)
+      checkpoint=from_run_flags.CHECKPOINT.value, shots=_FINETUNE_SHOTS.value,
+      precision=precision_flag.checked_precision())
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
   common.configure_progress(_PROGRESS.value)
   from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
@@ -58,7 +60,8 @@ def main(argv):
   # One writer of <run>/finetune (the --from run itself is only read).
   common.lock_run_dir(f"{run_dir}/{config.subdir}", alternative=None)
   common.write_flags(f"{run_dir}/{config.subdir}",
-                     [__name__, "__main__", from_run_flags.__name__])
+                     [__name__, "__main__", from_run_flags.__name__,
+                      precision_flag.__name__])
   summary = finetune.run_finetune(run_dir, config,
                                   overwrite=from_run_flags.OVERWRITE.value)
   logging.debug("done: %s", summary)

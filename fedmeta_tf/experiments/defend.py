@@ -64,6 +64,7 @@ from fedmeta_tf.experiments import training
 from fedmeta_tf.experiments import work_units
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import weights as w
+from fedmeta_tf.models import precision as precision_lib
 from fedmeta_tf.reporting import figures
 from fedmeta_tf.reporting import release
 
@@ -102,6 +103,9 @@ class DefendConfig:
     initial_scale: the head's initial beta; None: the head's default.
     export: write each client's defended model (metric heads).
     name: sub-directory under defend/; None: derived from the settings.
+    precision: Keras dtype policy of the defended models
+      (`models/precision.py`); float32 whatever the run's precision unless
+      asked.
   """
 
   defense: Defense = Defense.MATCHING
@@ -121,8 +125,11 @@ class DefendConfig:
   export: bool = True
   name: Optional[str] = None
   auto_delta_ratio: float = auto_delta.DEFAULT_RATIO
+  precision: str = "float32"
 
   def __post_init__(self):
+    object.__setattr__(self, "precision",
+                       precision_lib.parse_precision(self.precision).value)
     object.__setattr__(self, "defense", Defense(self.defense))
     object.__setattr__(self, "deltas", tuple(
         auto_delta.parse_delta(d) for d in self.deltas))
@@ -228,7 +235,8 @@ def _setup(run_dir: str, config: DefendConfig, overwrite: bool) -> tuple[
   os.makedirs(output_dir, exist_ok=True)
   units = work_units.WorkUnits(
       os.path.join(output_dir, "units"),
-      {"config": auto_delta.fingerprint_config(dataclasses.asdict(config)),
+      {"config": work_units.settings_key(
+          auto_delta.fingerprint_config(dataclasses.asdict(config))),
        "cases": [c.value for c in cases],
        "clients": clients, "weights": finetune.weights_digest(weights)})
   image_shape = attack_split.split.meta_train.image_shape
@@ -356,12 +364,17 @@ def run_defend(run_dir: str, config: DefendConfig, *,
   Finished units of an earlier run with the same settings and model are
   reused; `overwrite` discards them (and the exported models) first.
   """
+  with precision_lib.policy(config.precision):
+    return _run_defend(run_dir, config, overwrite)
+
+
+def _run_defend(run_dir: str, config: DefendConfig, overwrite: bool) -> dict:
   run, weights = _setup(run_dir, config, overwrite)
   summary = {"defense": config.defense.value, "steps": config.steps,
              "deltas": list(config.deltas), "clients": run.clients,
              "checkpoint": config.checkpoint,
              "local_meta_iterations": config.local_meta_iterations,
-             "final": {}}
+             "precision": config.precision, "final": {}}
   models = {"": weights}
   if config.checkpoint != PRETRAINED:
     models[UNATTACKED] = backdoor_attack.load_weights(run_dir, PRETRAINED)

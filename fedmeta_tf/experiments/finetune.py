@@ -33,6 +33,7 @@ from fedmeta_tf.experiments import backdoor_attack
 from fedmeta_tf.experiments import training
 from fedmeta_tf.experiments import work_units
 from fedmeta_tf.meta import weights as w
+from fedmeta_tf.models import precision as precision_lib
 from fedmeta_tf.reporting import figures
 from fedmeta_tf.reporting import release
 
@@ -52,6 +53,9 @@ class FinetuneConfig:
     checkpoint: which saved global model to fine-tune.
     shots: K, examples per class in the fine-tuning episodes' support sets;
       None: the run's evaluation shots (CelebA, Fig. 11: K = 15).
+    precision: Keras dtype policy of the fine-tuned models
+      (`models/precision.py`); float32 whatever the run's precision unless
+      asked.
   """
 
   steps: int = 500
@@ -61,8 +65,11 @@ class FinetuneConfig:
   clients: Optional[Sequence[int]] = None
   checkpoint: str = "attacked"
   shots: Optional[int] = None
+  precision: str = "float32"
 
   def __post_init__(self):
+    object.__setattr__(self, "precision",
+                       precision_lib.parse_precision(self.precision).value)
     for name in ("steps", "curve_every", "episodes"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -130,6 +137,12 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
   Finished (case, client) units of an earlier run with the same settings
   and model are reused; `overwrite` discards them first.
   """
+  with precision_lib.policy(config.precision):
+    return _run_finetune(run_dir, config, overwrite)
+
+
+def _run_finetune(run_dir: str, config: FinetuneConfig,
+                  overwrite: bool) -> dict:
   (train_config, attack, weights, cases, attack_split,
    clients) = load_run_setup(run_dir, checkpoint=config.checkpoint,
                              cases=config.cases, clients=config.clients)
@@ -137,7 +150,8 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
   os.makedirs(output_dir, exist_ok=True)
   units = work_units.WorkUnits(
       os.path.join(output_dir, "units"),
-      {"config": dataclasses.asdict(config), "cases": [c.value for c in cases],
+      {"config": work_units.settings_key(dataclasses.asdict(config)),
+       "cases": [c.value for c in cases],
        "clients": clients, "weights": weights_digest(weights)})
   if overwrite:
     units.clear()
@@ -149,7 +163,8 @@ def run_finetune(run_dir: str, config: FinetuneConfig, *,
   train_config = dataclasses.replace(train_config, evaluation=evaluation)
   start = time.time()
   csv_by_case, summary = {}, {"steps": config.steps, "clients": clients,
-                              "checkpoint": config.checkpoint, "final": {}}
+                              "checkpoint": config.checkpoint,
+                              "precision": config.precision, "final": {}}
   for case in cases:
     eval_config = backdoor_attack.backdoor_eval_config(
         train_config, config.episodes, case, curve_every=config.curve_every)

@@ -29,6 +29,18 @@ from fedmeta_tf.reporting import release
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
+# Settings added to the experiments' configs after run directories of them
+# existed, with their defaults: `settings_key` leaves them out at the default,
+# so units written before they existed are still found.
+LATER_SETTINGS = {"precision": "float32"}
+
+
+def settings_key(config: Mapping) -> dict:
+  """`config` without the `LATER_SETTINGS` that are at their default."""
+  return {k: v for k, v in config.items()
+          if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
+
+
 def fingerprint(config: Mapping) -> str:
   """A short stable hash of a JSON-able configuration."""
   text = json.dumps(config, sort_keys=True, default=str)

@@ -1,21 +1,22 @@
 """`--precision`: float32, or Keras mixed precision in bfloat16 (issue #20).
 
 Under `mixed_bfloat16` (Keras' own policy, `tf.keras.mixed_precision`) the
-convolutions and the ReLU / pooling between them compute in bfloat16 while
-every variable stays float32, so what federated Reptile averages, the
-Reptile interpolation theta + eps (theta_W - theta) (main paper, Algorithm
-1) and every checkpoint are float32 whatever the precision. Three parts of
-Conv4 always compute in float32 (`models/conv4.py`, `models/matching.py`):
-the batch-statistics normalisation (means and variances of bfloat16 sums
-lose the few bits a small batch's statistics have), the logits, and the
-metric heads of the local defense; the loss is therefore float32 too.
-bfloat16 has float32's exponent, so no loss scaling is needed.
+convolutions, the batch norm and the ReLU / pooling between them compute in
+bfloat16 while every variable stays float32, so what federated Reptile
+averages, the Reptile interpolation theta + eps (theta_W - theta) (main
+paper, Algorithm 1) and every checkpoint are float32 whatever the
+precision. Three parts always compute in float32 (`models/conv4.py`,
+`models/matching.py`): the batch statistics (TensorFlow's fused batch norm
+accumulates them in float32 from bfloat16 input, with float32 gamma and
+beta), the logits, and the metric heads of the local defense; the loss is
+therefore float32 too. bfloat16 has float32's exponent, so no loss scaling
+is needed.
 
 bfloat16 only pays where the hardware computes it: CPUs with AVX512-BF16 or
 AMX (Intel Sapphire Rapids and later, AMD Zen 4 and later) and GPUs of
 compute capability 8.0 or more. Elsewhere TensorFlow emulates it and a step
-is several times slower (a glyphs round on the 2-core AMD EPYC without
-these instructions: 5x), so `why_slower` names the missing hardware and the
+is several times slower (a glyphs round on a 2-core AMD EPYC without
+these instructions: 5x; docs/results/performance.md has both kinds of CPU), so `why_slower` names the missing hardware and the
 binaries say so in one line before running.
 """
 

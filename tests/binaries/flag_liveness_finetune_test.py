@@ -25,6 +25,7 @@ LIVE = {
     "cases": [Change({"cases": ["c"]})],
     "clients": [Change({"clients": ["2"]})],
     "checkpoint": [Change({"checkpoint": "pretrained"})],
+    "precision": [Change({"precision": "mixed_bfloat16"})],
 }
 
 EXEMPT = {
