@@ -31,7 +31,9 @@ Prints the machine, then:
      of train_fedmeta, `fedmeta_tf/models/precision.py`), side by side in
      this process, and their ratio (issue #20's targets where the hardware
      has bfloat16: >= 1.5 at 84x84x3, >= 1.2 at 28x28x1), after a line
-     saying whether this machine computes bfloat16 natively.
+     saying whether this machine computes bfloat16 natively. The two
+     precisions' timings alternate (5 each, the best kept), so a shared
+     machine's slow spells do not favour either.
 --quick: fewer steps (about a minute on 2 cores).
 """
 
@@ -40,7 +42,9 @@ from absl import flags
 
 from benchmarks import machine
 from binaries import common
+from benchmarks.workloads import in_graph_timer
 from benchmarks.workloads import inner_loop_rates
+from benchmarks.workloads import interleaved_rates
 from benchmarks.workloads import parse_shape
 from benchmarks.workloads import round_seconds
 from benchmarks.workloads import round_setup
@@ -66,6 +70,10 @@ _PARTS = flags.DEFINE_list("parts", ["inner", "round"],
                            "What to measure: inner, round, precision.")
 _QUICK = flags.DEFINE_bool(
     "quick", False, "--steps=60 --python_steps=30 --rounds=1 --iterations=4.")
+
+# Timings per precision in `precision`: the two alternate, best of each kept.
+_PRECISION_REPEATS = 5
+
 
 @common.user_errors_exit_2
 def main(argv):
@@ -126,9 +134,9 @@ def _print_precision_rates(shapes, steps: int) -> None:
   print(f"bfloat16 here: {'native' if why is None else 'emulated: ' + why}")
   for shape, batch in shapes:
     for variant in _VARIANTS.value:
-      rates = {name: inner_loop_rates(shape, batch, variant, steps, 0,
-                                      precision_name=name)[0]
-               for name in ("float32", mixed.value)}
+      rates = interleaved_rates(
+          {name: in_graph_timer(shape, batch, variant, steps, name)
+           for name in ("float32", mixed.value)}, _PRECISION_REPEATS)
       print(f"precision, Conv4 {variant:8s} {'x'.join(map(str, shape)):8s} "
             f"batch {batch:2d}: float32 {rates['float32']:7.1f} steps/s, "
             f"mixed_bfloat16 {rates[mixed.value]:7.1f} steps/s, ratio "

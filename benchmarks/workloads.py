@@ -1,7 +1,8 @@
 """Workloads shared by the benchmarks (no flags: importable by each).
 
   - `inner_loop_rates`: the Reptile inner loop in one tf.function call vs
-    one call per SGD step;
+    one call per SGD step; `in_graph_timer` / `interleaved_rates`: several
+    settings of the in-graph loop timed in turn;
   - `round_setup` / `round_seconds`: a small federated Reptile job (Conv4
     28x28, secure-sum mean) and the mean time of its rounds.
 """
@@ -52,6 +53,44 @@ def parse_shape(text: str) -> tuple[tuple[int, int, int], int]:
   return shape, batch
 
 
+def _inner_loop_setup(image_shape, variant: str, precision_name: str):
+  """(model, optimizer, images, labels): Conv4 (64 filters) built under
+  Keras policy `precision_name`, Adam, a 5-way episode of 50 random images."""
+  with precision.policy(precision_name):
+    model = conv4.build_conv4(image_shape, WAYS, variant=variant)
+  optimizer = reptile_tf.make_inner_optimizer(0.001)
+  reptile_tf.build_optimizer(optimizer, model)
+  rng = np.random.default_rng(0)
+  n = WAYS * EXAMPLES_PER_CLASS
+  images = tf.constant(rng.random((n, *image_shape)), tf.float32)
+  labels = tf.constant(np.repeat(np.arange(WAYS), EXAMPLES_PER_CLASS),
+                       tf.int32)
+  return model, optimizer, images, labels
+
+
+def in_graph_timer(image_shape, batch: int, variant: str, steps: int,
+                   precision_name: str = "float32"):
+  """A function repeat -> SGD steps/s of one in-graph call of `steps` inner
+  steps (what the client work runs), traced and warmed up here, so that
+  timings of several settings can be interleaved."""
+  model, optimizer, images, labels = _inner_loop_setup(image_shape, variant,
+                                                       precision_name)
+
+  @tf.function
+  def in_graph(seed):
+    return reptile_tf.train_steps(model, optimizer, images, labels,
+                                  steps=steps, batch_size=batch, seed=seed)
+
+  in_graph(tf.constant([0, 0], tf.int64)).numpy()
+
+  def rate(repeat: int) -> float:
+    start = time.perf_counter()
+    in_graph(tf.constant([0, 1 + repeat], tf.int64)).numpy()
+    return steps / (time.perf_counter() - start)
+
+  return rate
+
+
 def inner_loop_rates(image_shape, batch: int, variant: str, steps: int,
                      python_steps: int, repeats: int = 3,
                      precision_name: str = "float32"
@@ -63,35 +102,18 @@ def inner_loop_rates(image_shape, batch: int, variant: str, steps: int,
   per-step-call is NaN when `python_steps` is 0. Each is the best of
   `repeats` timings (the machine may be shared).
   """
-  with precision.policy(precision_name):
-    model = conv4.build_conv4(image_shape, WAYS, variant=variant)
-  optimizer = reptile_tf.make_inner_optimizer(0.001)
-  reptile_tf.build_optimizer(optimizer, model)
-  rng = np.random.default_rng(0)
-  n = WAYS * EXAMPLES_PER_CLASS
-  images = tf.constant(rng.random((n, *image_shape)), tf.float32)
-  labels = tf.constant(np.repeat(np.arange(WAYS), EXAMPLES_PER_CLASS),
-                       tf.int32)
-
-  @tf.function
-  def in_graph(seed):
-    return reptile_tf.train_steps(model, optimizer, images, labels,
-                                  steps=steps, batch_size=batch, seed=seed)
+  timer = in_graph_timer(image_shape, batch, variant, steps, precision_name)
+  graph_rate = max(timer(repeat) for repeat in range(repeats))
+  if python_steps <= 0:
+    return graph_rate, float("nan")
+  model, optimizer, images, labels = _inner_loop_setup(image_shape, variant,
+                                                       precision_name)
 
   @tf.function
   def one_step(seed):
     return reptile_tf.train_steps(model, optimizer, images, labels,
                                   steps=1, batch_size=batch, seed=seed)
 
-  in_graph(tf.constant([0, 0], tf.int64)).numpy()
-  graph_rate = 0.0
-  for repeat in range(repeats):
-    start = time.perf_counter()
-    in_graph(tf.constant([0, 1 + repeat], tf.int64)).numpy()
-    graph_rate = max(graph_rate, steps / (time.perf_counter() - start))
-
-  if python_steps <= 0:
-    return graph_rate, float("nan")
   seeds = [tf.constant([1, i], tf.int64) for i in range(python_steps + 1)]
   one_step(seeds[-1]).numpy()
   call_rate = 0.0
@@ -101,6 +123,17 @@ def inner_loop_rates(image_shape, batch: int, variant: str, steps: int,
       one_step(seed).numpy()  # the fetch of `session.run([train_op, loss])`
     call_rate = max(call_rate, python_steps / (time.perf_counter() - start))
   return graph_rate, call_rate
+
+
+def interleaved_rates(timers: dict, repeats: int) -> dict:
+  """{name: best steps/s} of `timers` ({name: in_graph_timer}), timed in
+  turn repeat after repeat, so a shared machine's slow spells fall on every
+  setting alike and their ratio stays fair."""
+  best = {name: 0.0 for name in timers}
+  for repeat in range(repeats):
+    for name, timer in timers.items():
+      best[name] = max(best[name], timer(repeat))
+  return best
 
 
 def fastest_seconds(fn, repeats: int) -> float:

@@ -45,5 +45,24 @@ def test_inner_loop_rates_in_mixed_bfloat16_leave_the_policy_alone():
   assert tf.keras.mixed_precision.global_policy().name == "float32"
 
 
+def test_interleaved_rates_time_each_setting_in_turn():
+  calls = []
+
+  def fake_timer(name, rate):
+    def timer(repeat):
+      calls.append((name, repeat))
+      return rate + repeat
+    return timer
+
+  best = workloads.interleaved_rates(
+      {"a": fake_timer("a", 1.0), "b": fake_timer("b", 10.0)}, repeats=3)
+  assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+  assert best == {"a": 3.0, "b": 12.0}
+  timer = workloads.in_graph_timer((16, 16, 1), 4, "strided", 3,
+                                   "mixed_bfloat16")
+  assert timer(0) > 0
+  assert tf.keras.mixed_precision.global_policy().name == "float32"
+
+
 def test_peak_memory_of_this_process():
   assert machine.peak_kib(os.getpid()) > 10_000
