@@ -12,10 +12,11 @@ from absl import logging
 
 PRECISION = flags.DEFINE_enum(
     "precision", "float32", ["float32", "mixed_bfloat16"],
-    "float32; mixed_bfloat16: convolutions and batch norm in bfloat16; variables, "
-    "batch statistics, logits and the Reptile interpolation in float32 (Keras mixed "
-    "precision). Faster only on CPUs with AVX512-BF16 / AMX or GPUs of "
-    "compute capability >= 8.0; elsewhere the run says so and is slower.")
+    "float32; mixed_bfloat16: convolutions and batch norm in bfloat16; "
+    "variables, batch statistics, logits and the Reptile interpolation in "
+    "float32 (Keras mixed precision). Faster only on CPUs with AVX512-BF16 "
+    "/ AMX or GPUs of compute capability >= 8.0; elsewhere the run says so "
+    "and is slower.")
 
 
 def checked_precision() -> str:

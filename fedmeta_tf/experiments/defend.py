@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import json
 import os
 import shutil
 import time
@@ -186,24 +185,6 @@ def _export_client_model(evaluator: defense_eval.DefenseEvaluator,
   defense_export.export_defended_model(
       learner.classifier, support_images=episode.support_images,
       support_labels=episode.support_labels, num_classes=ep.ways, path=path)
-
-
-def plot_sweep(run_dir: str, output_dir: str, final, *, steps: int, clients,
-               title: str, unattacked=None, auto_at=None) -> None:
-  """delta_sweep.png, with Experiment 2's final metrics (same episodes) as
-  the undefended reference when `<run dir>/finetune` ran for `steps`, and
-  the defended unattacked model's (`unattacked`, as `final`); `auto`'s at
-  x = `auto_at`, its mean per-layer delta."""
-  baseline = {}
-  path = os.path.join(run_dir, finetune.SUBDIR, "summary.json")
-  if os.path.isfile(path):
-    with open(path) as f:
-      baseline = sweep_figure.undefended_baseline(json.load(f), steps=steps,
-                                                  clients=clients)
-  sweep_figure.plot_delta_sweep(final, os.path.join(output_dir,
-                                                    "delta_sweep.png"),
-                                title=title, baseline=baseline,
-                                unattacked=unattacked, auto_at=auto_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,10 +378,13 @@ def _run_defend(run_dir: str, config: DefendConfig, overwrite: bool) -> dict:
         reference=csv_by_delta.get(UNATTACKED, {}).get(delta),
         reference_label="unattacked")
   if len(config.deltas) > 1:
-    plot_sweep(run_dir, run.output_dir, summary["final"], steps=config.steps,
-               clients=run.clients, title=config.run_name,
-               unattacked=summary.get("unattacked_final"),
-               auto_at=auto_delta.mean_delta(summary.get("auto_delta", {})))
+    sweep_figure.plot_sweep_file(
+        os.path.join(run.output_dir, "delta_sweep.png"), summary["final"],
+        finetune_summary=os.path.join(run_dir, finetune.SUBDIR,
+                                      "summary.json"),
+        steps=config.steps, clients=run.clients, title=config.run_name,
+        unattacked=summary.get("unattacked_final"),
+        auto_at=auto_delta.mean_delta(summary.get("auto_delta", {})))
   summary["mean_over_clients"] = sweep_figure.mean_over_clients(
       summary["final"])
   if UNATTACKED in models:

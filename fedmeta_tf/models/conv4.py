@@ -58,8 +58,8 @@ class BatchStatNorm(tf.keras.layers.Layer):
   Images (rank 4, NHWC) go through TensorFlow's fused batch norm in training
   mode, which normalises by exactly these statistics, accumulated in float32
   whatever the input's dtype; it is one kernel where `tf.nn.moments` plus
-  `tf.nn.batch_normalization` are several, and it made the inner loop 1.2-1.6x
-  faster in float32 and let bfloat16 pay off (docs/results/performance.md).
+  `tf.nn.batch_normalization` are several; the inner loop ran 1.0-1.7x faster
+  in float32 and bfloat16 began to pay off (docs/results/performance.md).
   Other ranks use the unfused formula. gamma and beta are float32 variables
   that Keras' mixed precision does not cast to bfloat16 (as in Keras'
   BatchNormalization).

@@ -14,6 +14,8 @@ that mean they are left out.
 from __future__ import annotations
 
 import collections
+import json
+import os
 from typing import Mapping, Optional
 
 import matplotlib
@@ -113,3 +115,18 @@ def plot_delta_sweep(final: Mapping[str, Mapping[str, float]], path: str, *,
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def plot_sweep_file(path: str, final, *, finetune_summary: str, steps: int,
+                    clients, title: str, unattacked=None,
+                    auto_at: Optional[float] = None) -> None:
+  """`plot_delta_sweep` to `path`, with the Experiment 2 summary file
+  `finetune_summary` (same episodes; when it exists and ran for `steps`)
+  as the undefended reference."""
+  baseline = {}
+  if os.path.isfile(finetune_summary):
+    with open(finetune_summary) as f:
+      baseline = undefended_baseline(json.load(f), steps=steps,
+                                     clients=clients)
+  plot_delta_sweep(final, path, title=title, baseline=baseline,
+                   unattacked=unattacked, auto_at=auto_at)

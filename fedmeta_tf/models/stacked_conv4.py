@@ -1,0 +1,169 @@
+"""E independent Conv4 models trained in one computation (issue #20, item 2).
+
+An evaluation fine-tunes 40-50 episodes from the same weights one after
+another (main paper, Section 3.1), each step a batch of about 10 images:
+too little work to fill a GPU, and on a CPU each small kernel pays its own
+overhead. Here the E models' weights are stacked (a leading axis E on every
+variable, in Keras Conv4's `trainable_variables` order: conv kernel, gamma,
+beta per block, then the dense kernel and bias) and a step of all E is one
+computation. Two formulations of the same function:
+
+  - `GROUPED`: the E models' channels side by side. Each convolution is one
+    grouped convolution (E groups), each batch norm one fused kernel over
+    the E*64 channels (a channel's statistics are its own model's batch
+    statistics), ReLU and pooling act per channel, the dense head is one
+    batched matmul.
+  - `LOOP`: the E models' convolutions one after another inside the same
+    graph, TensorFlow free to run them side by side.
+
+The models are Conv4 exactly (`conv4.py`: no conv bias, batch statistics in
+training and evaluation alike) and the optimizer is Keras' Adam, so model e
+after `train_steps` equals a Keras Conv4 trained alone by
+`reptile_tf.train_steps` on the same mini-batches, to float tolerance
+(`tests/models/stacked_conv4_test.py`). float32 only.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Sequence
+
+import tensorflow as tf
+
+from fedmeta_tf import enums
+from fedmeta_tf.models import conv4
+
+BLOCKS = 4
+EPSILON = 1e-3  # conv4.BatchStatNorm's
+
+
+class Formulation(enum.Enum):
+  GROUPED = "grouped"
+  LOOP = "loop"
+
+
+def parse_formulation(value) -> Formulation:
+  return enums.parse_enum(Formulation, value, "stacked Conv4 formulation")
+
+
+def stack(models_weights: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
+  """[E models x variables] -> variables, each with a leading axis E."""
+  return [tf.stack(column) for column in zip(*models_weights)]
+
+
+def repeat(weights: Sequence[tf.Tensor], copies: int) -> list[tf.Tensor]:
+  """One model's weights as `copies` stacked models (every episode of an
+  evaluation starts from the weights under test)."""
+  return [tf.repeat(tf.convert_to_tensor(v)[None], copies, axis=0)
+          for v in weights]
+
+
+def _side_by_side(x: tf.Tensor) -> tf.Tensor:
+  """[E, B, H, W, C] -> [B, H, W, E*C]."""
+  e, b, h, w_, c = tf.unstack(tf.shape(x))
+  return tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), [b, h, w_, e * c])
+
+
+def _per_model(x: tf.Tensor, models: int) -> tf.Tensor:
+  """[B, H, W, E*C] -> [E, B, H, W, C]."""
+  b, h, w_, ec = tf.unstack(tf.shape(x))
+  x = tf.reshape(x, [b, h, w_, models, ec // models])
+  return tf.transpose(x, [3, 0, 1, 2, 4])
+
+
+def _block_grouped(x, kernel, gamma, beta, strides: int, pool: bool):
+  """One Conv4 block of all models: x [B, H, W, E*Cin], kernel [E, 3, 3,
+  Cin, F] -> [B, H', W', E*F]."""
+  e, kh, kw, cin, f = tf.unstack(tf.shape(kernel))
+  filters = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]),
+                       [kh, kw, cin, e * f])
+  x = tf.nn.conv2d(x, filters, strides=strides, padding="SAME")
+  x, _, _ = tf.compat.v1.nn.fused_batch_norm(
+      x, tf.reshape(gamma, [-1]), tf.reshape(beta, [-1]), epsilon=EPSILON,
+      is_training=True)
+  x = tf.nn.relu(x)
+  return tf.nn.max_pool2d(x, 2, 2, "VALID") if pool else x
+
+
+def _block_one(x, kernel, gamma, beta, strides: int, pool: bool):
+  """One Conv4 block of one model: x [B, H, W, Cin]."""
+  x = tf.nn.conv2d(x, kernel, strides=strides, padding="SAME")
+  x, _, _ = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=EPSILON,
+                                             is_training=True)
+  x = tf.nn.relu(x)
+  return tf.nn.max_pool2d(x, 2, 2, "VALID") if pool else x
+
+
+def logits(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
+           variant=conv4.Conv4Variant.MAXPOOL,
+           formulation=Formulation.GROUPED) -> tf.Tensor:
+  """float32 [E, B, N] logits of E models on their own images [E, B, H, W, C]."""
+  variant = conv4.parse_variant(variant)
+  formulation = parse_formulation(formulation)
+  strided = variant is conv4.Conv4Variant.STRIDED
+  strides, pool = (2 if strided else 1), not strided
+  blocks = [weights[3 * i:3 * i + 3] for i in range(BLOCKS)]
+  dense_kernel, dense_bias = weights[3 * BLOCKS:]
+  models = weights[0].shape[0]
+  if formulation is Formulation.GROUPED:
+    x = _side_by_side(images)
+    for kernel, gamma, beta in blocks:
+      x = _block_grouped(x, kernel, gamma, beta, strides, pool)
+    features = _per_model(x, models)
+  else:
+    outputs = []
+    for e in range(models):
+      x = images[e]
+      for kernel, gamma, beta in blocks:
+        x = _block_one(x, kernel[e], gamma[e], beta[e], strides, pool)
+      outputs.append(x)
+    features = tf.stack(outputs)
+  features = tf.reshape(features, [models, tf.shape(images)[1], -1])
+  return tf.einsum("ebd,edn->ebn", features, dense_kernel) + dense_bias[:, None]
+
+
+def adam_step(weights, grads, slots, step, *, learning_rate: float,
+              beta_1: float = 0.0, beta_2: float = 0.999,
+              epsilon: float = 1e-7):
+  """Keras' Adam update (`keras.optimizers.Adam.update_step`, dense
+  gradients) of stacked variables, elementwise so each model's own;
+  `slots` = (m, v) lists, `step` the 0-based step. Returns (weights, slots)."""
+  local_step = tf.cast(step + 1, tf.float32)
+  alpha = (learning_rate * tf.sqrt(1 - tf.pow(beta_2, local_step)) /
+           (1 - tf.pow(beta_1, local_step)))
+  new_weights, new_m, new_v = [], [], []
+  for var, grad, m, v in zip(weights, grads, *slots):
+    m = m + (grad - m) * (1 - beta_1)
+    v = v + (tf.square(grad) - v) * (1 - beta_2)
+    new_weights.append(var - (m * alpha) / (tf.sqrt(v) + epsilon))
+    new_m.append(m)
+    new_v.append(v)
+  return new_weights, (new_m, new_v)
+
+
+def train_steps(weights, images, labels, batches, *, learning_rate: float,
+                variant=conv4.Conv4Variant.MAXPOOL,
+                formulation=Formulation.GROUPED) -> list[tf.Tensor]:
+  """E models trained together: model e takes Adam (beta1 = 0, a fresh
+  optimizer, `reptile_tf.make_inner_optimizer`) steps on its own images
+  [E, n, H, W, C] and labels [E, n], step t on the examples batches[e, t]
+  (int32 [E, steps, b]); returns the stacked weights after the last step."""
+  steps = tf.shape(batches)[1]
+  slots = ([tf.zeros_like(v) for v in weights],
+           [tf.zeros_like(v) for v in weights])
+  weights = list(weights)
+  for step in tf.range(steps):
+    idx = batches[:, step]
+    x = tf.gather(images, idx, batch_dims=1)
+    y = tf.gather(labels, idx, batch_dims=1)
+    with tf.GradientTape() as tape:
+      tape.watch(weights)
+      out = logits(weights, x, variant=variant, formulation=formulation)
+      # The sum of the models' mean losses: each model's gradient is its own.
+      loss = tf.reduce_sum(tf.reduce_mean(
+          tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                         logits=out), axis=1))
+    grads = tape.gradient(loss, weights)
+    weights, slots = adam_step(weights, grads, slots, step,
+                               learning_rate=learning_rate)
+  return weights
