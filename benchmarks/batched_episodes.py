@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import machine
+from benchmarks.workloads import interleaved_rates
 from benchmarks.workloads import parse_shape
 from binaries import common
 from fedmeta_tf.meta import reptile_tf
@@ -105,17 +106,18 @@ def _stacked(weights, variant, data, formulation, chunk: int):
   return run
 
 
-def _timed(fns: dict, repeats: int) -> dict:
-  """{name: best seconds}, the settings timed in turn after a warm-up."""
-  for fn in fns.values():
+def _timer(fn, work: int):
+  """`fn` warmed up, as a `workloads.interleaved_rates` timer: repeat ->
+  `work` / seconds of one call."""
+  fn().numpy()
+
+  def rate(repeat: int) -> float:
+    del repeat
+    start = time.perf_counter()
     fn().numpy()
-  best = {name: float("inf") for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      fn().numpy()
-      best[name] = min(best[name], time.perf_counter() - start)
-  return best
+    return work / (time.perf_counter() - start)
+
+  return rate
 
 
 @common.user_errors_exit_2
@@ -142,13 +144,14 @@ def main(argv):
         for chunk in chunks:
           fns[f"{formulation.value} E={chunk}"] = _stacked(
               weights, variant, data, formulation, chunk)
-      seconds = _timed(fns, repeats)
+      rates = interleaved_rates(
+          {name: _timer(fn, episodes * steps) for name, fn in fns.items()},
+          repeats)
       label = f"{variant} {'x'.join(map(str, shape))} batch {batch}"
-      for name, value in seconds.items():
-        rate = episodes * steps / value
+      for name, rate in rates.items():
         print(f"batched, Conv4 {label}, {episodes} episodes x {steps} steps: "
               f"{name:12s} {rate:8.1f} episode-steps/s, "
-              f"{seconds['sequential'] / value:.2f}x sequential", flush=True)
+              f"{rate / rates['sequential']:.2f}x sequential", flush=True)
 
 
 if __name__ == "__main__":
