@@ -22,12 +22,10 @@ Every timing is the best of 3 (the machine may be shared).
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from benchmarks import machine
 from benchmarks import workloads
 from binaries import common
-from fedmeta_tf.models import conv4
 
 _SHAPES = flags.DEFINE_list(
     "shapes", ["28x28x1:10", "64x64x3:6", "84x84x3:10"],
@@ -40,36 +38,6 @@ _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
 _QUICK = flags.DEFINE_bool(
     "quick", False, "--steps=40 --matmul_size=1024, 28x28x1:10 only.")
 
-BACKWARD_FACTOR = 3  # forward + input gradient + weight gradient
-
-
-def matmul_flops_per_second(n: int, timings: int = 3) -> float:
-  """FLOP/s of float32 n x n matmuls chained in one tf.function (the best
-  of `timings` timings of ~20 GFLOP each)."""
-  repeats = max(2, int(2e10 / (2 * n**3)))
-  a = tf.random.stateless_normal([n, n], seed=[0, 1]) / n**0.5
-  b = tf.random.stateless_normal([n, n], seed=[0, 2]) / n**0.5
-
-  @tf.function
-  def chain(x):
-    for _ in tf.range(repeats):
-      x = tf.matmul(x, b)
-    return tf.reduce_sum(x)
-
-  chain(a).numpy()
-  best = workloads.fastest_seconds(lambda: chain(a).numpy(), timings)
-  return 2 * n**3 * repeats / best
-
-
-def forward_flops(image_shape, batch: int, variant: str) -> int:
-  """Float operations of one training-mode forward pass of a batch."""
-  model = conv4.build_conv4(image_shape, workloads.WAYS, variant=variant)
-  graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(
-      tf.TensorSpec([batch, *image_shape], tf.float32)).graph
-  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-  options["output"] = "none"
-  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
-
 
 @common.user_errors_exit_2
 def main(argv):
@@ -80,14 +48,13 @@ def main(argv):
   if steps < 1 or size < 16:
     raise ValueError("--steps must be >= 1 and --matmul_size >= 16")
   shapes = [workloads.parse_shape(s) for s in shapes]
-  tf.get_logger().setLevel("ERROR")  # the profiler's deprecation notices
   machine.print_machine()
-  peak = matmul_flops_per_second(size)
+  peak = workloads.matmul_flops_per_second(size)
   print(f"reference: float32 matmul {size}x{size}: {peak / 1e9:7.1f} GFLOP/s",
         flush=True)
   for shape, batch in shapes:
     for variant in _VARIANTS.value:
-      step_flops = BACKWARD_FACTOR * forward_flops(shape, batch, variant)
+      step_flops = workloads.step_flops(shape, batch, variant)
       rate, _ = workloads.inner_loop_rates(shape, batch, variant, steps, 0)
       achieved = step_flops * rate
       print(f"inner loop, Conv4 {variant:8s} {'x'.join(map(str, shape)):8s} "

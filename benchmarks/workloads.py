@@ -4,7 +4,9 @@
     one call per SGD step; `in_graph_timer` / `interleaved_rates`: several
     settings of the in-graph loop timed in turn;
   - `round_setup` / `round_seconds`: a small federated Reptile job (Conv4
-    28x28, secure-sum mean) and the mean time of its rounds.
+    28x28, secure-sum mean) and the mean time of its rounds;
+  - `matmul_flops_per_second` / `step_flops`: the reference FLOP/s of a
+    large matmul and the FLOPs of one Conv4 SGD step.
 """
 
 import json
@@ -175,3 +177,48 @@ def round_setup(iterations: int, num_clients: int):
               aggregator=aggregators.parse_aggregator("secure_mean")), config
 
 
+
+
+BACKWARD_FACTOR = 3  # forward + input gradient + weight gradient
+
+
+def matmul_flops_per_second(n: int, timings: int = 3) -> float:
+  """FLOP/s of float32 n x n matmuls chained in one tf.function (the best
+  of `timings` timings of ~20 GFLOP each)."""
+  repeats = max(2, int(2e10 / (2 * n**3)))
+  a = tf.random.stateless_normal([n, n], seed=[0, 1]) / n**0.5
+  b = tf.random.stateless_normal([n, n], seed=[0, 2]) / n**0.5
+
+  @tf.function
+  def chain(x):
+    for _ in tf.range(repeats):
+      x = tf.matmul(x, b)
+    return tf.reduce_sum(x)
+
+  chain(a).numpy()
+  best = fastest_seconds(lambda: chain(a).numpy(), timings)
+  return 2 * n**3 * repeats / best
+
+
+def forward_flops(image_shape, batch: int, variant: str) -> int:
+  """Float operations of one training-mode forward pass of a batch
+  (TensorFlow's profiler)."""
+  model = conv4.build_conv4(image_shape, WAYS, variant=variant)
+  graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(
+      tf.TensorSpec([batch, *image_shape], tf.float32)).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  logger = tf.get_logger()
+  level = logger.level
+  logger.setLevel("ERROR")  # the profiler's deprecation notices
+  try:
+    return tf.compat.v1.profiler.profile(graph,
+                                         options=options).total_float_ops
+  finally:
+    logger.setLevel(level)
+
+
+def step_flops(image_shape, batch: int, variant: str) -> int:
+  """FLOPs of one SGD step: `BACKWARD_FACTOR` x the forward pass (the usual
+  convention; it slightly overcounts the first layer)."""
+  return BACKWARD_FACTOR * forward_flops(image_shape, batch, variant)

@@ -110,6 +110,13 @@ _INNER_STEPS = flags.DEFINE_integer("inner_steps", 10,
 _INNER_BATCH = flags.DEFINE_integer("inner_batch", 10, "b, mini-batch size.")
 _INNER_LR = flags.DEFINE_float("inner_lr", 0.001, "eta, Adam learning rate.")
 _OUTER_LR = flags.DEFINE_float("outer_lr", 0.5, "eps, Reptile step size.")
+_META_BATCH_MODE = flags.DEFINE_enum(
+    "meta_batch_mode", "sequential", ["sequential", "batched"],
+    "sequential: an outer iteration's B episodes one after another, Adam's "
+    "moments carried across the client's episodes (Algorithm 1 as "
+    "supervised-reptile runs it); batched: the B episodes (the attacker's "
+    "too) as one computation of B stacked Conv4 models, a fresh Adam per "
+    "episode, float32 only (docs/results/performance.md).")
 _MODEL_VARIANT = flags.DEFINE_enum("model_variant", "maxpool",
                                    ["maxpool", "strided"], "Conv4 variant.")
 _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4 channels.")
@@ -134,7 +141,7 @@ _REPTILE_FLAGS = {"ways": "ways", "shots": "shots",
                   "iterations": "episodes_per_round",
                   "meta_batch": "meta_batch", "inner_steps": "inner_steps",
                   "inner_batch": "inner_batch", "inner_lr": "inner_lr",
-                  "outer_lr": "outer_lr"}
+                  "outer_lr": "outer_lr", "meta_batch_mode": "meta_batch_mode"}
 _EVAL_FLAGS = {"ways": "eval_ways", "shots": "eval_shots",
                "queries": "eval_queries", "steps": "eval_inner_steps",
                "batch": "inner_batch", "learning_rate": "inner_lr",
@@ -158,7 +165,8 @@ def config_from_flags() -> training.TrainingConfig:
       ways=_WAYS.value, shots=_SHOTS.value,
       iterations=_EPISODES_PER_ROUND.value, meta_batch=_META_BATCH.value,
       inner_steps=_INNER_STEPS.value, inner_batch=_INNER_BATCH.value,
-      inner_lr=_INNER_LR.value, outer_lr=_OUTER_LR.value), _REPTILE_FLAGS)
+      inner_lr=_INNER_LR.value, outer_lr=_OUTER_LR.value,
+      meta_batch_mode=_META_BATCH_MODE.value), _REPTILE_FLAGS)
   evaluation = _named(lambda: meta_test.EvalConfig(
       ways=_EVAL_WAYS.value, shots=_EVAL_SHOTS.value,
       queries=_EVAL_QUERIES.value, steps=_EVAL_INNER_STEPS.value,
@@ -182,6 +190,12 @@ def config_from_flags() -> training.TrainingConfig:
 def check_flags_take_effect() -> None:
   """Refuses (ValueError, one line) settings the run would ignore."""
   attack_flags.check_attack_flags(_DATASET.value)
+  if (_META_BATCH_MODE.value == "batched"
+      and precision_flag.PRECISION.value != "float32"):
+    raise ValueError(
+        f"--meta_batch_mode=batched trains in float32 only, not "
+        f"--precision={precision_flag.PRECISION.value}; use --precision="
+        "float32 or --meta_batch_mode=sequential")
   if _RUNTIME.value == "tff":
     common.refuse_if_set(
         "client_chunk", "--runtime=tff",

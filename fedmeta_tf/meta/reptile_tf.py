@@ -16,6 +16,12 @@ client-round: it is reset when the client starts (clients are stateless
 between rounds) and carried across that client's episodes, as in
 supervised-reptile, where one optimizer serves every task.
 
+`meta_batch_mode="batched"` is a documented alternative (issue #20, item 3):
+the B episodes of an outer iteration train as one computation
+(`stacked_conv4`), each from theta_i with a fresh Adam, so no moments carry
+between episodes; same episodes, mini-batches and interpolation
+(docs/results/performance.md compares the two for speed and accuracy).
+
 Functions here take the Keras model and optimizer as arguments; they are
 created by the caller outside any tf.function (TFF prunes variable side
 effects otherwise, and Keras forbids creating variables in a traced loop).
@@ -24,12 +30,21 @@ effects otherwise, and Keras forbids creating variables in a traced loop).
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
+from fedmeta_tf import enums
 from fedmeta_tf.data import episodes as episodes_lib
 from fedmeta_tf.meta import weights as w
+from fedmeta_tf.models import stacked_conv4
+
+
+class MetaBatchMode(enum.Enum):
+  """How the B episodes of an outer iteration are trained (module docstring)."""
+  SEQUENTIAL = "sequential"  # one after another, Adam's moments carried
+  BATCHED = "batched"  # as one computation, a fresh Adam per episode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +60,9 @@ class ReptileConfig:
     inner_batch: b, mini-batch size of an Adam step.
     inner_lr: eta, Adam learning rate.
     outer_lr: eps, interpolation step toward the episodes' mean.
+    meta_batch_mode: `MetaBatchMode` (or its value): the B episodes one
+      after another with Adam's moments carried (Algorithm 1 as in
+      supervised-reptile), or batched into one computation.
   """
 
   ways: int = 5
@@ -55,8 +73,15 @@ class ReptileConfig:
   inner_batch: int = 10
   inner_lr: float = 0.001
   outer_lr: float = 0.1
+  meta_batch_mode: MetaBatchMode = MetaBatchMode.SEQUENTIAL
 
   def __post_init__(self):
+    try:
+      mode = enums.parse_enum(MetaBatchMode, self.meta_batch_mode,
+                              "meta-batch mode")
+    except ValueError as e:
+      raise ValueError(f"meta_batch_mode: {e}") from None
+    object.__setattr__(self, "meta_batch_mode", mode)
     for name in ("ways", "shots", "iterations", "meta_batch", "inner_steps",
                  "inner_batch"):
       if getattr(self, name) <= 0:
@@ -200,8 +225,14 @@ def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
   variables = model.trainable_variables
   inner_steps = (config.inner_steps if plan.inner_steps is None
                  else plan.inner_steps)
-  optimizer.learning_rate = (config.inner_lr if plan.learning_rate is None
-                             else plan.learning_rate)
+  learning_rate = (config.inner_lr if plan.learning_rate is None
+                   else plan.learning_rate)
+  if config.meta_batch_mode is MetaBatchMode.BATCHED:
+    return _batched_iterations(
+        stacked_conv4.stackable_variant(model), theta, loss_sum, plan=plan,
+        config=config, inner_steps=inner_steps, learning_rate=learning_rate,
+        start=start, stop=stop)
+  optimizer.learning_rate = learning_rate
   theta = list(theta)
   for it in tf.range(start, stop):
     episode_sum = w.zeros_like(theta)
@@ -220,6 +251,37 @@ def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
           batches=batches)
       episode_sum = w.add(episode_sum, w.read(variables))
     theta = w.interpolate(theta, w.scale(episode_sum, 1.0 / config.meta_batch),
+                          config.outer_lr)
+  return theta, loss_sum
+
+
+def _batched_iterations(variant, theta: w.Weights, loss_sum, *,
+                        plan: ReptilePlan, config: ReptileConfig, inner_steps,
+                        learning_rate, start, stop):
+  """`reptile_iterations` with `MetaBatchMode.BATCHED`: the B episodes of an
+  iteration (the same episodes and mini-batches as the sequential form) are
+  trained from theta as B stacked Conv4 models in one computation, each
+  with a fresh Adam; theta moves toward their mean as in Algorithm 1. No
+  state outlives an iteration, so chunks compose trivially."""
+  theta = list(theta)
+  for it in tf.range(start, stop):
+    images, labels, batches = [], [], []
+    for j in range(config.meta_batch):
+      episode_index = it * config.meta_batch + j
+      episode = plan.episode_fn(episodes_lib.fold_seed(plan.seed,
+                                                       episode_index))
+      images.append(episode.support_images)
+      labels.append(episode.support_labels)
+      batches.append(plan.batches_fn(
+          episode, inner_steps, config.inner_batch,
+          episodes_lib.fold_seed(plan.seed, episode_index,
+                                 episodes_lib.STREAM_MINIBATCH)))
+    trained, last_losses = stacked_conv4.train_steps(
+        stacked_conv4.repeat(theta, config.meta_batch), tf.stack(images),
+        tf.stack(labels), tf.stack(batches), learning_rate=learning_rate,
+        variant=variant)
+    loss_sum += tf.reduce_sum(last_losses)
+    theta = w.interpolate(theta, [tf.reduce_mean(v, axis=0) for v in trained],
                           config.outer_lr)
   return theta, loss_sum
 

@@ -1,4 +1,4 @@
-"""E independent Conv4 models trained in one computation (issue #20, item 2).
+"""E independent Conv4 models trained in one computation (issue #20).
 
 An evaluation fine-tunes 40-50 episodes from the same weights one after
 another (main paper, Section 3.1), each step a batch of about 10 images:
@@ -21,6 +21,10 @@ training and evaluation alike) and the optimizer is Keras' Adam, so model e
 after `train_steps` equals a Keras Conv4 trained alone by
 `reptile_tf.train_steps` on the same mini-batches, to float tolerance
 (`tests/models/stacked_conv4_test.py`). float32 only.
+
+Used by `reptile_tf`'s batched meta-batch (`MetaBatchMode.BATCHED`: an outer
+iteration's B episodes as one computation) and timed against one-at-a-time
+training by `benchmarks/batched_episodes.py`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,21 @@ class Formulation(enum.Enum):
 
 def parse_formulation(value) -> Formulation:
   return enums.parse_enum(Formulation, value, "stacked Conv4 formulation")
+
+
+def stackable_variant(model: tf.keras.Model) -> conv4.Conv4Variant:
+  """The variant of `model`, a float32 `conv4.build_conv4` classifier (whose
+  weights these functions stack); ValueError for any other model."""
+  variants = {f"conv4_{v.value}": v for v in conv4.Conv4Variant}
+  if model.name not in variants:
+    raise ValueError(f"stacked training needs a Conv4 classifier "
+                     f"(conv4.build_conv4), got model {model.name!r}")
+  dtypes = {layer.compute_dtype for layer in
+            conv4.feature_extractor(model).layers[1:]}
+  if dtypes != {"float32"}:
+    raise ValueError(f"stacked training is float32 only; the model computes "
+                     f"in {sorted(dtypes)} (use --precision=float32)")
+  return variants[model.name]
 
 
 def stack(models_weights: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
@@ -141,17 +160,20 @@ def adam_step(weights, grads, slots, step, *, learning_rate: float,
   return new_weights, (new_m, new_v)
 
 
-def train_steps(weights, images, labels, batches, *, learning_rate: float,
+def train_steps(weights, images, labels, batches, *, learning_rate,
                 variant=conv4.Conv4Variant.MAXPOOL,
-                formulation=Formulation.GROUPED) -> list[tf.Tensor]:
+                formulation=Formulation.GROUPED
+                ) -> tuple[list[tf.Tensor], tf.Tensor]:
   """E models trained together: model e takes Adam (beta1 = 0, a fresh
   optimizer, `reptile_tf.make_inner_optimizer`) steps on its own images
   [E, n, H, W, C] and labels [E, n], step t on the examples batches[e, t]
-  (int32 [E, steps, b]); returns the stacked weights after the last step."""
+  (int32 [E, steps, b]). Returns the stacked weights after the last step
+  and each model's loss at that step (float32 [E])."""
   steps = tf.shape(batches)[1]
   slots = ([tf.zeros_like(v) for v in weights],
            [tf.zeros_like(v) for v in weights])
   weights = list(weights)
+  last_losses = tf.zeros([weights[0].shape[0]])
   for step in tf.range(steps):
     idx = batches[:, step]
     x = tf.gather(images, idx, batch_dims=1)
@@ -159,11 +181,12 @@ def train_steps(weights, images, labels, batches, *, learning_rate: float,
     with tf.GradientTape() as tape:
       tape.watch(weights)
       out = logits(weights, x, variant=variant, formulation=formulation)
-      # The sum of the models' mean losses: each model's gradient is its own.
-      loss = tf.reduce_sum(tf.reduce_mean(
+      last_losses = tf.reduce_mean(
           tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
-                                                         logits=out), axis=1))
+                                                         logits=out), axis=1)
+      # The sum of the models' mean losses: each model's gradient is its own.
+      loss = tf.reduce_sum(last_losses)
     grads = tape.gradient(loss, weights)
     weights, slots = adam_step(weights, grads, slots, step,
                                learning_rate=learning_rate)
-  return weights
+  return weights, last_losses

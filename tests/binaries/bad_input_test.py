@@ -93,6 +93,12 @@ def test_non_positive_boosting_factor(previous_run, capsys):
                       backdoor_eval_episodes=2)
 
 
+def test_batched_meta_batch_in_bfloat16(previous_run, capsys):
+  _assert_usage_error(previous_run, capsys,
+                      "--meta_batch_mode=batched trains in float32 only",
+                      meta_batch_mode="batched", precision="mixed_bfloat16")
+
+
 def test_missing_data_directory(previous_run, capsys):
   _assert_usage_error(previous_run, capsys, "/no/such/dir",
                       dataset="omniglot", data_dir="/no/such/dir")

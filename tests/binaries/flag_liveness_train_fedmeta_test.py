@@ -41,6 +41,9 @@ ATTACK = dict(
 CONTEXTS = {
     "base": BASE,
     "two_rounds": dict(BASE, rounds=2),
+    # Two episodes per outer iteration: the meta-batch modes differ (with
+    # one, both are one episode from a fresh Adam).
+    "meta_batch2": dict(BASE, meta_batch=2),
     # Half the sampled clients drop out: the policy decides what happens.
     "dropout": dict(BASE, rounds=2, dropout_rate=0.5, min_updates=3),
     "attack": ATTACK,
@@ -92,6 +95,9 @@ LIVE = {
     "inner_batch": [Change({"inner_batch": 3})],
     "inner_lr": [Change({"inner_lr": 0.001})],
     "outer_lr": [Change({"outer_lr": 0.2})],
+    # Benign clients' and the attacker's episodes: fresh Adam per episode.
+    "meta_batch_mode": [Change({"meta_batch_mode": "batched"}, "meta_batch2"),
+                        Change({"meta_batch_mode": "batched"}, "attack")],
     "model_variant": [Change({"model_variant": "strided"})],
     "filters": [Change({"filters": 5})],
     # Meta-test evaluation.

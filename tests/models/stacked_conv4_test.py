@@ -42,26 +42,29 @@ def test_models_trained_together_equal_each_trained_alone(variant,
       variable.assign(value)
     model_logits.append(model(images[e, :BATCH], training=True).numpy())
   np.testing.assert_allclose(logits, np.stack(model_logits), atol=1e-4)
-  trained = tf.function(stacked_conv4.train_steps)(
+  trained, last_losses = tf.function(stacked_conv4.train_steps)(
       stacked_conv4.stack(starts), images, labels, batches,
       learning_rate=RATE, variant=variant, formulation=formulation)
   for e in range(MODELS):
-    moved = max(np.abs(a - b).max() for a, b in zip(expected[e], starts[e]))
+    weights_alone, loss_alone = expected[e]
+    moved = max(np.abs(a - b).max() for a, b in zip(weights_alone, starts[e]))
     assert moved > RATE  # the steps did move the weights (Adam: ~RATE each)
-    for ours, alone in zip(trained, expected[e]):
+    for ours, alone in zip(trained, weights_alone):
       np.testing.assert_allclose(ours[e], alone, atol=2e-5)
+    np.testing.assert_allclose(last_losses[e], loss_alone, rtol=1e-4)
 
 
 def _trained_alone(model, start, images, labels, batches):
-  """One model after `reptile_tf.train_steps` (Keras Conv4, Keras Adam)."""
+  """(weights, last loss) of one model after `reptile_tf.train_steps`
+  (Keras Conv4, Keras Adam)."""
   optimizer = reptile_tf.make_inner_optimizer(RATE)
   reptile_tf.build_optimizer(optimizer, model)
   for variable, value in zip(model.trainable_variables, start):
     variable.assign(value)
-  tf.function(reptile_tf.train_steps)(
+  loss = tf.function(reptile_tf.train_steps)(
       model, optimizer, images, labels, steps=STEPS, batch_size=BATCH,
       seed=None, batches=batches)
-  return [v.numpy() for v in model.trainable_variables]
+  return [v.numpy() for v in model.trainable_variables], loss.numpy()
 
 
 def test_repeat_and_bad_formulation():
@@ -70,3 +73,20 @@ def test_repeat_and_bad_formulation():
   assert [s.shape for s in stacked] == [(4, 3, 2), (4, 2)]
   with pytest.raises(ValueError, match="formulation"):
     stacked_conv4.parse_formulation("patches")
+
+
+def test_stackable_variant_names_the_conv4_variant_and_refuses_others():
+  for variant in conv4.Conv4Variant:
+    model = conv4.build_conv4((16, 16, 1), 3, variant=variant, filters=4)
+    assert stacked_conv4.stackable_variant(model) is variant
+  features = conv4.build_feature_extractor((16, 16, 1), filters=4)
+  with pytest.raises(ValueError, match="Conv4 classifier"):
+    stacked_conv4.stackable_variant(features)
+  policy = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    bf16 = conv4.build_conv4((16, 16, 1), 3, filters=4)
+  finally:
+    tf.keras.mixed_precision.set_global_policy(policy)
+  with pytest.raises(ValueError, match="float32 only"):
+    stacked_conv4.stackable_variant(bf16)

@@ -28,10 +28,10 @@ def _model_fn():
   return conv4.build_conv4(IMAGE_SHAPE, 3, filters=4, seed=0)
 
 
-def _client_work():
+def _client_work(config=CONFIG):
   pools = [tiny_pool(num_classes=6, examples=6, seed=c).images
            for c in range(4)]
-  return client_work.BenignReptile(config=CONFIG, run_seed=7,
+  return client_work.BenignReptile(config=config, run_seed=7,
                                    client_pools=pools)
 
 
@@ -79,8 +79,12 @@ class TestTypeSignatures:
 
 class TestExecution:
 
-  def test_tff_and_inprocess_give_the_same_global_model(self):
-    work = _client_work()
+  # The batched meta-batch (stacked Conv4 in one computation) runs in TFF's
+  # C++ worker as it does in process.
+  @pytest.mark.parametrize("mode", ["sequential", "batched"])
+  def test_tff_and_inprocess_give_the_same_global_model(self, mode):
+    work = _client_work(reptile_tf.ReptileConfig(
+        **{**CONFIG.__dict__, "meta_batch_mode": mode}))
     with contexts.tff_runtime():
       tff_runner = runner.TffRunner(
           model_fn=_model_fn, client_work=work, inner_lr=CONFIG.inner_lr,
