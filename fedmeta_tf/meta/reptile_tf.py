@@ -211,6 +211,18 @@ class ReptilePlan:
   batches_fn: BatchesFn = shuffled_batches
 
 
+def _episode_and_batches(plan: ReptilePlan, config: ReptileConfig,
+                         inner_steps, episode_index):
+  """Episode `episode_index` of the client-round and its inner mini-batches
+  (int32 [e, b]), each seeded by the episode's index."""
+  episode = plan.episode_fn(episodes_lib.fold_seed(plan.seed, episode_index))
+  batches = plan.batches_fn(
+      episode, inner_steps, config.inner_batch,
+      episodes_lib.fold_seed(plan.seed, episode_index,
+                             episodes_lib.STREAM_MINIBATCH))
+  return episode, batches
+
+
 def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
                        loss_sum, *, plan: ReptilePlan, config: ReptileConfig,
                        start, stop) -> tuple[w.Weights, tf.Tensor]:
@@ -237,14 +249,9 @@ def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
   for it in tf.range(start, stop):
     episode_sum = w.zeros_like(theta)
     for j in tf.range(config.meta_batch):
-      episode_index = it * config.meta_batch + j
-      episode = plan.episode_fn(episodes_lib.fold_seed(plan.seed,
-                                                       episode_index))
+      episode, batches = _episode_and_batches(
+          plan, config, inner_steps, it * config.meta_batch + j)
       w.assign(variables, theta)
-      batches = plan.batches_fn(
-          episode, inner_steps, config.inner_batch,
-          episodes_lib.fold_seed(plan.seed, episode_index,
-                                 episodes_lib.STREAM_MINIBATCH))
       loss_sum += train_steps(
           model, optimizer, episode.support_images, episode.support_labels,
           steps=inner_steps, batch_size=config.inner_batch, seed=None,
@@ -267,15 +274,11 @@ def _batched_iterations(variant, theta: w.Weights, loss_sum, *,
   for it in tf.range(start, stop):
     images, labels, batches = [], [], []
     for j in range(config.meta_batch):
-      episode_index = it * config.meta_batch + j
-      episode = plan.episode_fn(episodes_lib.fold_seed(plan.seed,
-                                                       episode_index))
+      episode, episode_batches = _episode_and_batches(
+          plan, config, inner_steps, it * config.meta_batch + j)
       images.append(episode.support_images)
       labels.append(episode.support_labels)
-      batches.append(plan.batches_fn(
-          episode, inner_steps, config.inner_batch,
-          episodes_lib.fold_seed(plan.seed, episode_index,
-                                 episodes_lib.STREAM_MINIBATCH)))
+      batches.append(episode_batches)
     trained, last_losses = stacked_conv4.train_steps(
         stacked_conv4.repeat(theta, config.meta_batch), tf.stack(images),
         tf.stack(labels), tf.stack(batches), learning_rate=learning_rate,
