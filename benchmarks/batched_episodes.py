@@ -115,16 +115,14 @@ def _sequential(shape, variant, data, precision_name="float32"):
   """Today's loop: a timer of one tf.function over every episode."""
   images, labels, batches = data
   with precision.policy(precision_name):
-    model = conv4.build_conv4(shape, WAYS, variant=variant)
-  weights = [tf.constant(v) for v in model.get_weights()]
-  optimizer = reptile_tf.make_inner_optimizer(LEARNING_RATE)
-  reptile_tf.build_optimizer(optimizer, model)
+    model, optimizer = reptile_tf.make_learner(
+        lambda: conv4.build_conv4(shape, WAYS, variant=variant), LEARNING_RATE)
+  weights = w.read(model.trainable_variables)
 
   @tf.function
   def run():
     for e in tf.range(tf.shape(images)[0]):
-      for var, value in zip(model.trainable_variables, weights):
-        var.assign(value)
+      w.assign(model.trainable_variables, weights)
       reptile_tf.reset_optimizer(optimizer)
       reptile_tf.train_steps(model, optimizer, images[e], labels[e],
                              steps=tf.shape(batches)[1], batch_size=0,

@@ -177,8 +177,6 @@ def round_setup(iterations: int, num_clients: int):
               aggregator=aggregators.parse_aggregator("secure_mean")), config
 
 
-
-
 BACKWARD_FACTOR = 3  # forward + input gradient + weight gradient
 
 
