@@ -18,7 +18,8 @@ from fedmeta_tf.runtime import inprocess
 from fedmeta_tf import parallel
 
 
-def _eval_data(rng):
+def eval_data(rng):
+  """Random-image `backdoor.eval_data` of the shapes an Omniglot run has."""
   def images(*shape):
     return rng.integers(0, 256, (*shape, 28, 28, 1), dtype=np.uint8)
   return backdoor.eval_data(
@@ -50,7 +51,7 @@ def time_parts(parts, *, iterations: int, clients: int, episodes: int,
         repeats)
   config = backdoor.BackdoorEvalConfig(
       episode=meta_test.EvalConfig(episodes=episodes))
-  data = _eval_data(np.random.default_rng(0))
+  data = eval_data(np.random.default_rng(0))
   if "eval" in parts:
     model_fn = lambda: conv4.build_conv4((28, 28, 1), 5, seed=0)
     evaluator = backdoor.BackdoorEvaluator(model_fn, config=config, data=data,

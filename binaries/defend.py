@@ -33,6 +33,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import from_run_flags
+from binaries import eval_formulation_flag
 from binaries import precision_flag
 from fedmeta_tf.defenses.local import auto_delta
 from fedmeta_tf.experiments import backdoor_attack
@@ -134,6 +135,7 @@ def main(argv):
       auto_delta_ratio=_AUTO_DELTA_RATIO.value,
       precision=precision_flag.checked_precision())
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
+  eval_formulation_flag.configure()
   common.configure_progress(_PROGRESS.value)
   backdoor_attack.load_run(run_dir)  # a clear error before writing
   output_dir = f"{run_dir}/{experiment.SUBDIR}/{config.run_name}"

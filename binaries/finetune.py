@@ -26,6 +26,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import common
 from binaries import from_run_flags
+from binaries import eval_formulation_flag
 from binaries import precision_flag
 from fedmeta_tf.experiments import finetune
 
@@ -54,6 +55,7 @@ def main(argv):
       checkpoint=from_run_flags.CHECKPOINT.value, shots=_FINETUNE_SHOTS.value,
       precision=precision_flag.checked_precision())
   common.configure_parallelism(_PARALLELISM.value, config.episodes)
+  eval_formulation_flag.configure()
   common.configure_progress(_PROGRESS.value)
   from fedmeta_tf.experiments import backdoor_attack  # pylint: disable=g-import-not-at-top
   backdoor_attack.load_run(run_dir)  # a clear error before writing

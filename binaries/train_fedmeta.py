@@ -28,6 +28,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import attack_flags
 from binaries import common
+from binaries import eval_formulation_flag
 from binaries import precision_flag
 from binaries import protocol_flags
 from fedmeta_tf.data import registry
@@ -226,6 +227,7 @@ def main(argv):
   common.configure_progress(_PROGRESS.value)
   config = config_from_flags()
   common.configure_parallelism(_PARALLELISM.value, config.clients_per_round)
+  eval_formulation_flag.configure()
   # Missing data fails now, with the download instructions, not after TFF.
   registry.check_data_available(config.dataset, config.data_dir)
   # Experiment 1 or None.

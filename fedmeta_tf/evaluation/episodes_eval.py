@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.evaluation import batched_eval
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.meta import weights as w
 from fedmeta_tf.reporting import progress
@@ -173,6 +174,10 @@ class DenseLearner:
     self._batch = batch
     self._steps = steps
 
+  @property
+  def batch(self) -> int:
+    return self._batch
+
   def start(self, weights, episode, seed):
     w.assign(self.model.trainable_variables, weights)
     reptile_tf.reset_optimizer(self.optimizer)
@@ -226,7 +231,16 @@ def make_episodes_fn(learner: Learner, schedule: Schedule,
   a function of `seed` and its index, so chunks evaluated apart (in any
   order, on other learners) equal one whole run. `data` is a mapping of
   tensors the tasks draw from; `learner.restore(weights)` runs at the end.
+
+  With a stacked formulation configured (`batched_eval.configure`), a
+  `DenseLearner`'s episodes are fine-tuned together instead
+  (`batched_eval.make_batched_episodes_fn`: same episodes, same results to
+  float tolerance).
   """
+  stack = batched_eval.formulation()
+  if stack is not None and isinstance(learner, DenseLearner):
+    return batched_eval.make_batched_episodes_fn(learner, schedule,
+                                                 make_tasks, metrics, stack)
 
   @tf.function
   def evaluate(weights, data, seed, start, stop):
@@ -260,11 +274,13 @@ def make_episodes_fn(learner: Learner, schedule: Schedule,
 def map_episodes(replicas: parallel.ReplicaPool, fn, episodes: int,
                  desc: str) -> list:
   """`replicas.map_chunks(fn, episodes)` in `PROGRESS_CHUNKS` chunks per
-  replica, with a progress bar of episodes named `desc`; results in episode
+  replica (batched evaluation: chunks of up to `batched_eval.MAX_STACK`),
+  with a progress bar of episodes named `desc`; results in episode
   order."""
+  chunks = batched_eval.chunks_per_replica(episodes, replicas.size,
+                                           PROGRESS_CHUNKS)
   with progress.bar(episodes, desc, "episode") as counter:
-    return replicas.map_chunks(fn, episodes,
-                               chunks_per_replica=PROGRESS_CHUNKS,
+    return replicas.map_chunks(fn, episodes, chunks_per_replica=chunks,
                                on_done=counter.update)
 
 

@@ -241,7 +241,7 @@ def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
                    else plan.learning_rate)
   if config.meta_batch_mode is MetaBatchMode.BATCHED:
     return _batched_iterations(
-        stacked_conv4.stackable_variant(model), theta, loss_sum, plan=plan,
+        _float32_variant(model), theta, loss_sum, plan=plan,
         config=config, inner_steps=inner_steps, learning_rate=learning_rate,
         start=start, stop=stop)
   optimizer.learning_rate = learning_rate
@@ -260,6 +260,16 @@ def reptile_iterations(model: tf.keras.Model, optimizer, theta: w.Weights,
     theta = w.interpolate(theta, w.scale(episode_sum, 1.0 / config.meta_batch),
                           config.outer_lr)
   return theta, loss_sum
+
+
+def _float32_variant(model: tf.keras.Model):
+  """The Conv4 variant of `model`, which the batched meta-batch trains in
+  float32 only (`--precision=mixed_bfloat16` with it is refused)."""
+  variant, dtype = stacked_conv4.stackable(model)
+  if dtype != tf.float32:
+    raise ValueError(f"the batched meta-batch is float32 only; the model "
+                     f"computes in {dtype.name} (use --precision=float32)")
+  return variant
 
 
 def _batched_iterations(variant, theta: w.Weights, loss_sum, *,

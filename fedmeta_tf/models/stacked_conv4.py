@@ -20,11 +20,16 @@ The models are Conv4 exactly (`conv4.py`: no conv bias, batch statistics in
 training and evaluation alike) and the optimizer is Keras' Adam, so model e
 after `train_steps` equals a Keras Conv4 trained alone by
 `reptile_tf.train_steps` on the same mini-batches, to float tolerance
-(`tests/models/stacked_conv4_test.py`). float32 only.
+(`tests/models/stacked_conv4_test.py`). `compute_dtype` bfloat16 computes as
+a Keras Conv4 under `mixed_bfloat16` does (`conv4.py`): convolutions,
+batch norm in and out, ReLU and pooling in bfloat16, batch statistics and
+the dense head in float32, float32 weights and Adam.
 
 Used by `reptile_tf`'s batched meta-batch (`MetaBatchMode.BATCHED`: an outer
-iteration's B episodes as one computation) and timed against one-at-a-time
-training by `benchmarks/batched_episodes.py`.
+iteration's B episodes as one computation, float32), by the batched
+evaluation (`evaluation/batched_eval.py`: an evaluation's episodes
+fine-tuned together) and timed against one-at-a-time training by
+`benchmarks/batched_episodes.py`.
 """
 
 from __future__ import annotations
@@ -50,19 +55,20 @@ def parse_formulation(value) -> Formulation:
   return enums.parse_enum(Formulation, value, "stacked Conv4 formulation")
 
 
-def stackable_variant(model: tf.keras.Model) -> conv4.Conv4Variant:
-  """The variant of `model`, a float32 `conv4.build_conv4` classifier (whose
-  weights these functions stack); ValueError for any other model."""
+def stackable(model: tf.keras.Model) -> tuple[conv4.Conv4Variant, tf.DType]:
+  """(variant, compute dtype) of `model`, a `conv4.build_conv4` classifier
+  built in float32 or under `mixed_bfloat16` (whose weights these functions
+  stack); ValueError for any other model."""
   variants = {f"conv4_{v.value}": v for v in conv4.Conv4Variant}
   if model.name not in variants:
     raise ValueError(f"stacked training needs a Conv4 classifier "
                      f"(conv4.build_conv4), got model {model.name!r}")
   dtypes = {layer.compute_dtype for layer in
             conv4.feature_extractor(model).layers[1:]}
-  if dtypes != {"float32"}:
-    raise ValueError(f"stacked training is float32 only; the model computes "
-                     f"in {sorted(dtypes)} (use --precision=float32)")
-  return variants[model.name]
+  if len(dtypes) != 1 or not dtypes <= {"float32", "bfloat16"}:
+    raise ValueError(f"stacked training computes in float32 or bfloat16; "
+                     f"the model computes in {sorted(dtypes)}")
+  return variants[model.name], tf.as_dtype(dtypes.pop())
 
 
 def stack(models_weights: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
@@ -115,13 +121,18 @@ def _block_one(x, kernel, gamma, beta, strides: int, pool: bool):
 
 def logits(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
            variant=conv4.Conv4Variant.MAXPOOL,
-           formulation=Formulation.GROUPED) -> tf.Tensor:
-  """float32 [E, B, N] logits of E models on their own images [E, B, H, W, C]."""
+           formulation=Formulation.GROUPED,
+           compute_dtype=tf.float32) -> tf.Tensor:
+  """float32 [E, B, N] logits of E models on their own images [E, B, H, W,
+  C], the feature extractor computing in `compute_dtype` (module
+  docstring)."""
   variant = conv4.parse_variant(variant)
   formulation = parse_formulation(formulation)
   strided = variant is conv4.Conv4Variant.STRIDED
   strides, pool = (2 if strided else 1), not strided
-  blocks = [weights[3 * i:3 * i + 3] for i in range(BLOCKS)]
+  images = tf.cast(images, compute_dtype)
+  blocks = [(tf.cast(weights[3 * i], compute_dtype), weights[3 * i + 1],
+             weights[3 * i + 2]) for i in range(BLOCKS)]
   dense_kernel, dense_bias = weights[3 * BLOCKS:]
   models = weights[0].shape[0]
   if formulation is Formulation.GROUPED:
@@ -137,7 +148,8 @@ def logits(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
         x = _block_one(x, kernel[e], gamma[e], beta[e], strides, pool)
       outputs.append(x)
     features = tf.stack(outputs)
-  features = tf.reshape(features, [models, tf.shape(images)[1], -1])
+  features = tf.cast(tf.reshape(features, [models, tf.shape(images)[1], -1]),
+                     tf.float32)
   return tf.einsum("ebd,edn->ebn", features, dense_kernel) + dense_bias[:, None]
 
 
@@ -160,33 +172,51 @@ def adam_step(weights, grads, slots, step, *, learning_rate: float,
   return new_weights, (new_m, new_v)
 
 
+def fresh_slots(weights) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+  """A fresh Adam's (m, v) for stacked `weights`."""
+  return ([tf.zeros_like(v) for v in weights],
+          [tf.zeros_like(v) for v in weights])
+
+
 def train_steps(weights, images, labels, batches, *, learning_rate,
                 variant=conv4.Conv4Variant.MAXPOOL,
-                formulation=Formulation.GROUPED
+                formulation=Formulation.GROUPED, compute_dtype=tf.float32
                 ) -> tuple[list[tf.Tensor], tf.Tensor]:
   """E models trained together: model e takes Adam (beta1 = 0, a fresh
   optimizer, `reptile_tf.make_inner_optimizer`) steps on its own images
   [E, n, H, W, C] and labels [E, n], step t on the examples batches[e, t]
   (int32 [E, steps, b]). Returns the stacked weights after the last step
   and each model's loss at that step (float32 [E])."""
-  steps = tf.shape(batches)[1]
-  slots = ([tf.zeros_like(v) for v in weights],
-           [tf.zeros_like(v) for v in weights])
+  weights, _, last_losses = continue_steps(
+      weights, fresh_slots(weights), 0, images, labels, batches,
+      learning_rate=learning_rate, variant=variant, formulation=formulation,
+      compute_dtype=compute_dtype)
+  return weights, last_losses
+
+
+def continue_steps(weights, slots, first_step, images, labels, batches, *,
+                   learning_rate, variant=conv4.Conv4Variant.MAXPOOL,
+                   formulation=Formulation.GROUPED, compute_dtype=tf.float32):
+  """`train_steps` from Adam state `slots` after `first_step` steps (an
+  evaluation fine-tunes in chunks between its scores). Returns (weights,
+  slots, float32 [E] losses of the last step)."""
+  slots = (list(slots[0]), list(slots[1]))
   weights = list(weights)
   last_losses = tf.zeros([weights[0].shape[0]])
-  for step in tf.range(steps):
+  for step in tf.range(tf.shape(batches)[1]):
     idx = batches[:, step]
     x = tf.gather(images, idx, batch_dims=1)
     y = tf.gather(labels, idx, batch_dims=1)
     with tf.GradientTape() as tape:
       tape.watch(weights)
-      out = logits(weights, x, variant=variant, formulation=formulation)
+      out = logits(weights, x, variant=variant, formulation=formulation,
+                   compute_dtype=compute_dtype)
       last_losses = tf.reduce_mean(
           tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
                                                          logits=out), axis=1)
       # The sum of the models' mean losses: each model's gradient is its own.
       loss = tf.reduce_sum(last_losses)
     grads = tape.gradient(loss, weights)
-    weights, slots = adam_step(weights, grads, slots, step,
+    weights, slots = adam_step(weights, grads, slots, first_step + step,
                                learning_rate=learning_rate)
-  return weights, last_losses
+  return weights, slots, last_losses

@@ -35,6 +35,11 @@ EXEMPT = {
     "progress": "what the terminal shows while the run runs",
     "overwrite": "whether finished units of an earlier run are redone; each "
                  "unit's curve is the same either way",
+    "eval_formulation": "how evaluation episodes are fine-tuned (one at a "
+                        "time or stacked), not what: equal results to float "
+                        "tolerance (tests/evaluation/batched_eval_test.py); "
+                        "tests/binaries/eval_formulation_test.py checks it "
+                        "reaches the evaluations",
     "parallelism": "episodes fine-tuned at once; streams give the sequential "
                    "results (tests/parallel_test.py)",
 }

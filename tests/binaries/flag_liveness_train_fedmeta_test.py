@@ -173,6 +173,11 @@ EXEMPT = {
                "(tests/tff_process/process_test.py)",
     "tff_workers": "where the TFF rounds run; equal results "
                    "(tests/tff_process/remote_test.py)",
+    "eval_formulation": "how evaluation episodes are fine-tuned (one at a "
+                        "time or stacked), not what: equal results to float "
+                        "tolerance (tests/evaluation/batched_eval_test.py); "
+                        "tests/binaries/eval_formulation_test.py checks it "
+                        "reaches the evaluations",
     "parallelism": "clients trained at once; streams give the sequential "
                    "results (tests/parallel_test.py)",
     "progress": "what the terminal shows while the run runs",

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from fedmeta_tf.meta import reptile_tf
 from fedmeta_tf.models import conv4
+from fedmeta_tf.models import precision
 from fedmeta_tf.models import stacked_conv4
 
 MODELS, EXAMPLES, STEPS, BATCH, RATE = 3, 15, 3, 5, 0.01
@@ -75,18 +76,22 @@ def test_repeat_and_bad_formulation():
     stacked_conv4.parse_formulation("patches")
 
 
-def test_stackable_variant_names_the_conv4_variant_and_refuses_others():
+def test_stackable_names_the_variant_and_dtype_and_refuses_others():
   for variant in conv4.Conv4Variant:
     model = conv4.build_conv4((16, 16, 1), 3, variant=variant, filters=4)
-    assert stacked_conv4.stackable_variant(model) is variant
+    assert stacked_conv4.stackable(model) == (variant, tf.float32)
   features = conv4.build_feature_extractor((16, 16, 1), filters=4)
   with pytest.raises(ValueError, match="Conv4 classifier"):
-    stacked_conv4.stackable_variant(features)
-  policy = tf.keras.mixed_precision.global_policy()
-  tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  try:
+    stacked_conv4.stackable(features)
+  with precision.policy("mixed_bfloat16"):
     bf16 = conv4.build_conv4((16, 16, 1), 3, filters=4)
+  assert stacked_conv4.stackable(bf16) == (conv4.Conv4Variant.MAXPOOL,
+                                           tf.bfloat16)
+  policy = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    fp16 = conv4.build_conv4((16, 16, 1), 3, filters=4)
   finally:
     tf.keras.mixed_precision.set_global_policy(policy)
-  with pytest.raises(ValueError, match="float32 only"):
-    stacked_conv4.stackable_variant(bf16)
+  with pytest.raises(ValueError, match="float32 or bfloat16"):
+    stacked_conv4.stackable(fp16)
