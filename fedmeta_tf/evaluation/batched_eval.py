@@ -47,9 +47,10 @@ _formulation: Optional[stacked_conv4.Formulation] = None  # `configure`
 def auto_formulation() -> Optional[stacked_conv4.Formulation]:
   """`auto`: grouped stacks on a GPU, one episode at a time (None) on a CPU.
 
-  On the 2-core CPU with both streams in use, grouped stacks of 10 ran at
-  0.85x of one-at-a-time in float32 and 0.93x in bfloat16
-  (`benchmarks.evaluation_loop`): the streams already keep the cores busy. On a GPU batching is the lever
+  On the 2-core CPU with both streams in use, grouped stacks of 10 ran
+  slower than one episode at a time in two runs of
+  `benchmarks.evaluation_loop` (0.85x / 0.96x in float32, 0.93x / 0.81x in
+  bfloat16): the streams already keep the cores busy. On a GPU batching is the lever
   (issue #20); not yet measured there (`benchmarks.evaluation_loop` on a
   GPU machine would).
   """
