@@ -12,7 +12,7 @@ one; random 28x28 images, maxpool Conv4) on the process's parallel streams
 `--eval_formulation` choice (one episode at a time; stacks of up to
 `batched_eval.MAX_STACK` episodes, grouped or loop) in float32 and
 mixed_bfloat16. Settings alternate repeat after repeat, the fastest of each
-kept. Prints the machine, seconds per evaluation, fine-tuning
+kept (`workloads.interleaved_rates`). Prints the machine, seconds per evaluation, fine-tuning
 episode-steps/s and the ratio to sequential float32.
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 
 from benchmarks import evaluation_workloads
 from benchmarks import machine
+from benchmarks import workloads
 from binaries import common
 from fedmeta_tf.evaluation import backdoor
 from fedmeta_tf.evaluation import batched_eval
@@ -41,9 +42,9 @@ FORMULATIONS = ("sequential", "grouped", "loop")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def _timer(choice: str, precision_name: str, config, data):
+def _timer(choice: str, precision_name: str, config, data, work: int):
   """A warmed-up evaluator of `choice` in `precision_name`, as a
-  `repeat -> seconds` timer."""
+  `workloads.interleaved_rates` timer: repeat -> `work` / seconds."""
   batched_eval.configure(choice)
   with precision.policy(precision_name):
     evaluator = backdoor.BackdoorEvaluator(
@@ -52,13 +53,13 @@ def _timer(choice: str, precision_name: str, config, data):
   weights = [v.numpy() for v in evaluator.model.trainable_variables]
   evaluator(weights)  # tracing
 
-  def seconds(repeat: int) -> float:
+  def rate(repeat: int) -> float:
     del repeat
     start = time.perf_counter()
     evaluator(weights)
-    return time.perf_counter() - start
+    return work / (time.perf_counter() - start)
 
-  return seconds
+  return rate
 
 
 @common.user_errors_exit_2
@@ -72,20 +73,17 @@ def main(argv):
   config = backdoor.BackdoorEvalConfig(
       episode=meta_test.EvalConfig(episodes=episodes, steps=steps))
   data = evaluation_workloads.eval_data(np.random.default_rng(0))
-  timers = {(f, p): _timer(f, p, config, data)
-            for p in PRECISIONS for f in FORMULATIONS}
-  best = {key: float("inf") for key in timers}
-  for repeat in range(repeats):
-    for key, timer in timers.items():
-      best[key] = min(best[key], timer(repeat))
-  baseline = best[("sequential", "float32")]
   work = 2 * episodes * steps  # two fine-tuned episodes per evaluation episode
+  rates = workloads.interleaved_rates(
+      {(f, p): _timer(f, p, config, data, work)
+       for p in PRECISIONS for f in FORMULATIONS}, repeats)
+  baseline = rates[("sequential", "float32")]
   print(f"evaluation: {episodes} episodes x 2 tasks x {steps} steps, "
         f"{streams} streams ({parallel.available_cores()} cores)")
-  for (formulation, precision_name), seconds in best.items():
-    print(f"  {formulation:10s} {precision_name:15s} {seconds:7.2f} s  "
-          f"{work / seconds:7.1f} episode-steps/s  "
-          f"{baseline / seconds:.2f}x sequential float32", flush=True)
+  for (formulation, precision_name), rate in rates.items():
+    print(f"  {formulation:10s} {precision_name:15s} {work / rate:7.2f} s  "
+          f"{rate:7.1f} episode-steps/s  "
+          f"{rate / baseline:.2f}x sequential float32", flush=True)
 
 
 if __name__ == "__main__":

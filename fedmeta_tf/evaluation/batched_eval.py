@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import tensorflow as tf
 
@@ -37,8 +37,9 @@ from fedmeta_tf import parallel
 SEQUENTIAL = "sequential"
 AUTO = "auto"
 CHOICES = (AUTO, SEQUENTIAL, *(f.value for f in stacked_conv4.Formulation))
-# Episodes per stacked computation: on a 2-core CPU, chunks of 10 ran
-# fastest of 5, 10, 20 and 40 (performance.md, "Evaluation fine-tuning").
+# Episodes per stacked computation: on a 2-core CPU, fine-tuning alone,
+# stacks of 10 ran faster than stacks of 40 (performance.md, "Evaluation
+# fine-tuning").
 MAX_STACK = 10
 
 _formulation: Optional[stacked_conv4.Formulation] = None  # `configure`
@@ -50,9 +51,9 @@ def auto_formulation() -> Optional[stacked_conv4.Formulation]:
   On the 2-core CPU with both streams in use, grouped stacks of 10 ran
   slower than one episode at a time in two runs of
   `benchmarks.evaluation_loop` (0.85x / 0.96x in float32, 0.93x / 0.81x in
-  bfloat16): the streams already keep the cores busy. On a GPU batching is the lever
-  (issue #20); not yet measured there (`benchmarks.evaluation_loop` on a
-  GPU machine would).
+  bfloat16): the streams already keep the cores busy. On a GPU batching is
+  the lever (issue #20); not yet measured there (`benchmarks.evaluation_loop`
+  on a GPU machine would).
   """
   return stacked_conv4.Formulation.GROUPED if parallel.gpu_visible() else None
 
@@ -113,14 +114,11 @@ def _fine_tune_scores(fitting: _Fitting, weights, task, episodes, contexts,
   schedule's points, each fine-tuned from `weights` (DenseLearner: a fresh
   Adam, the mini-batches of its seed)."""
   count, schedule = len(episodes), fitting.schedule
-  plans = []
-  for episode, seed in zip(episodes, seeds):
-    n = tf.shape(episode.support_labels)[0]
-    plans.append(reptile_tf.minibatch_indices(
-        n, tf.minimum(fitting.batch, n), schedule.steps, seed))
   images = tf.stack([e.support_images for e in episodes])
   labels = tf.stack([e.support_labels for e in episodes])
-  batches = tf.stack(plans)
+  batches = tf.stack([reptile_tf.shuffled_batches(
+      episode, schedule.steps, fitting.batch, seed)
+                      for episode, seed in zip(episodes, seeds)])
   stacked = stacked_conv4.repeat(weights, count)
   slots = stacked_conv4.fresh_slots(stacked)
 
@@ -142,12 +140,12 @@ def _fine_tune_scores(fitting: _Fitting, weights, task, episodes, contexts,
   return tf.stack(points, axis=1)
 
 
-def make_batched_episodes_fn(learner, schedule, make_tasks,
-                             metrics: Sequence[str],
-                             stack: stacked_conv4.Formulation):
-  """`episodes_eval.make_episodes_fn` for a `DenseLearner`, its episodes
-  fine-tuned `MAX_STACK` at a time by `stack`; same interface and results.
-  The learner's Keras model and optimizer are read (variant, precision,
+def make_batched_evaluate(learner, schedule, make_tasks,
+                          stack: stacked_conv4.Formulation):
+  """`episodes_eval.make_episodes_fn`'s `evaluate(weights, data, seed, start,
+  stop) -> float32 [episodes, points, metrics]` for a `DenseLearner`, its
+  episodes fine-tuned `MAX_STACK` at a time by `stack`; same results. The
+  learner's Keras model and optimizer are read (variant, precision,
   learning rate), never trained."""
   from fedmeta_tf.evaluation import episodes_eval  # pylint: disable=g-import-not-at-top
   variant, dtype = stacked_conv4.stackable(learner.model)
@@ -156,7 +154,7 @@ def make_batched_episodes_fn(learner, schedule, make_tasks,
                      variant=variant, dtype=dtype, stack=stack)
 
   @tf.function
-  def evaluate(weights, data, seed, start, count):
+  def evaluate_stack(weights, data, seed, start, count):
     per_task = []
     for task in make_tasks(data):
       seeds = [episodes_eval.episode_seed(seed, task.stream, start + e)
@@ -169,15 +167,10 @@ def make_batched_episodes_fn(learner, schedule, make_tasks,
            for s in seeds]))
     return tf.concat(per_task, axis=2)  # [count, points, metrics]
 
-  def evaluate_dict(weights, data, seed, episodes):
-    first, stop = episodes
-    weights = [tf.convert_to_tensor(v, tf.float32) for v in weights]
-    data = {k: tf.convert_to_tensor(v) for k, v in data.items()}
-    seed = tf.convert_to_tensor(seed, tf.int64)
-    parts = [evaluate(weights, data, seed, tf.constant(s, tf.int32),
-                      min(MAX_STACK, stop - s))
-             for s in range(first, stop, MAX_STACK)]
-    values = tf.concat(parts, axis=0)
-    return {name: values[:, :, k] for k, name in enumerate(metrics)}
+  def evaluate(weights, data, seed, start, stop):
+    return tf.concat([
+        evaluate_stack(weights, data, seed, tf.constant(first, tf.int32),
+                       min(MAX_STACK, stop - first))
+        for first in range(start, stop, MAX_STACK)], axis=0)
 
-  return evaluate_dict
+  return evaluate

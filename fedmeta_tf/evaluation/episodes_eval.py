@@ -181,9 +181,8 @@ class DenseLearner:
   def start(self, weights, episode, seed):
     w.assign(self.model.trainable_variables, weights)
     reptile_tf.reset_optimizer(self.optimizer)
-    num_examples = tf.shape(episode.support_labels)[0]
-    return reptile_tf.minibatch_indices(
-        num_examples, tf.minimum(self._batch, num_examples), self._steps, seed)
+    return reptile_tf.shuffled_batches(episode, self._steps, self._batch,
+                                       seed)
 
   def train(self, episode, plan, chunk, first_step, steps) -> None:
     del chunk  # step t trains on row t of the episode's schedule
@@ -234,13 +233,29 @@ def make_episodes_fn(learner: Learner, schedule: Schedule,
 
   With a stacked formulation configured (`batched_eval.configure`), a
   `DenseLearner`'s episodes are fine-tuned together instead
-  (`batched_eval.make_batched_episodes_fn`: same episodes, same results to
+  (`batched_eval.make_batched_evaluate`: same episodes, same results to
   float tolerance).
   """
   stack = batched_eval.formulation()
   if stack is not None and isinstance(learner, DenseLearner):
-    return batched_eval.make_batched_episodes_fn(learner, schedule,
-                                                 make_tasks, metrics, stack)
+    evaluate = batched_eval.make_batched_evaluate(learner, schedule,
+                                                  make_tasks, stack)
+  else:
+    evaluate = _one_at_a_time(learner, schedule, make_tasks)
+
+  def evaluate_dict(weights, data, seed, episodes):
+    start, stop = episodes
+    values = evaluate([tf.convert_to_tensor(v, tf.float32) for v in weights],
+                      {k: tf.convert_to_tensor(v) for k, v in data.items()},
+                      tf.convert_to_tensor(seed, tf.int64), start, stop)
+    return {name: values[:, :, k] for k, name in enumerate(metrics)}
+
+  return evaluate_dict
+
+
+def _one_at_a_time(learner: Learner, schedule: Schedule, make_tasks: TasksFn):
+  """`evaluate(weights, data, seed, start, stop) -> float32 [episodes,
+  points, metrics]` of `make_episodes_fn`, one episode after another."""
 
   @tf.function
   def evaluate(weights, data, seed, start, stop):
@@ -260,15 +275,9 @@ def make_episodes_fn(learner: Learner, schedule: Schedule,
     learner.restore(weights)
     return per_episode.stack()  # [episodes, points, metrics]
 
-  def evaluate_dict(weights, data, seed, episodes):
-    start, stop = episodes
-    values = evaluate([tf.convert_to_tensor(v, tf.float32) for v in weights],
-                      {k: tf.convert_to_tensor(v) for k, v in data.items()},
-                      tf.convert_to_tensor(seed, tf.int64),
-                      tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
-    return {name: values[:, :, k] for k, name in enumerate(metrics)}
-
-  return evaluate_dict
+  return lambda weights, data, seed, start, stop: evaluate(
+      weights, data, seed, tf.constant(start, tf.int32),
+      tf.constant(stop, tf.int32))
 
 
 def map_episodes(replicas: parallel.ReplicaPool, fn, episodes: int,

@@ -32,13 +32,13 @@ def test_train_fedmeta_meta_tests_with_the_chosen_formulation(tmp_path,
   class_pool.save_class_pool_archive(tiny_pool(num_classes=30, examples=12),
                                      archive)
   stacks = []
-  original = batched_eval.make_batched_episodes_fn
+  original = batched_eval.make_batched_evaluate
 
   def spy(*args, **kwargs):
     stacks.append(args[-1])
     return original(*args, **kwargs)
 
-  monkeypatch.setattr(batched_eval, "make_batched_episodes_fn", spy)
+  monkeypatch.setattr(batched_eval, "make_batched_evaluate", spy)
   metrics = {}
   with fl.fast_tiny_runs():
     for choice in ("sequential", "loop", "auto"):
