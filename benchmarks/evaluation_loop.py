@@ -10,7 +10,7 @@ meta-test episode, 5-way 5-shot, `--steps` Adam steps, scored after the last
 one; random 28x28 images, maxpool Conv4) on the process's parallel streams
 (`--parallelism`, 0: automatic, one per core, as the binaries run), for each
 `--eval_formulation` choice (one episode at a time; stacks of up to
-`batched_eval.MAX_STACK` episodes, grouped or loop) in float32 and
+`batched_eval.MAX_STACK` episodes: grouped, loop, patches) in float32 and
 mixed_bfloat16. Settings alternate repeat after repeat, the fastest of each
 kept (`workloads.interleaved_rates`). Prints the machine, seconds per evaluation, fine-tuning
 episode-steps/s and the ratio to sequential float32.
@@ -38,7 +38,8 @@ _STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning steps per episode.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timings per setting (best).")
 _PARALLELISM = flags.DEFINE_integer(
     "parallelism", 0, "Streams (0: one per core, as the binaries' default).")
-FORMULATIONS = ("sequential", "grouped", "loop")
+# Every --eval_formulation choice but auto (which picks one of these).
+FORMULATIONS = tuple(c for c in batched_eval.CHOICES if c != batched_eval.AUTO)
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 

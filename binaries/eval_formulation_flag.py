@@ -9,17 +9,18 @@ directory's identity and may differ between a run and its resumption.
 
 from absl import flags
 
-CHOICES = ("auto", "sequential", "grouped", "loop")  # batched_eval.CHOICES
+CHOICES = ("auto", "sequential", "grouped", "loop", "patches")  # batched_eval.CHOICES
 
 EVAL_FORMULATION = flags.DEFINE_enum(
     "eval_formulation", "auto", list(CHOICES),
-    "How evaluations fine-tune their episodes (Conv4 with its dense head): "
-    "sequential, one episode after another; grouped / loop, up to 10 "
-    "episodes as one computation of stacked models (grouped convolutions / "
-    "the models' convolutions side by side), in --precision; auto: grouped "
-    "on a GPU, sequential on a CPU (where stacking measured no faster with "
-    "both streams in use: docs/results/performance.md). Results equal to "
-    "float tolerance. The local defense's metric heads run sequentially.")
+    "How evaluations fine-tune their episodes (Conv4 with its dense head, "
+    "or the local defense's metric heads): sequential, one episode after "
+    "another; grouped / loop / patches, up to 10 episodes as one "
+    "computation of stacked models (grouped convolutions / the models' "
+    "convolutions side by side / 3x3 patches times the kernels in one "
+    "batched matmul), in --precision; auto: grouped on a GPU, sequential on "
+    "a CPU (where no stacking measured faster with both streams in use: "
+    "docs/results/performance.md). Results equal to float tolerance.")
 
 
 def configure() -> None:

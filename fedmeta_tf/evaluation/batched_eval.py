@@ -12,13 +12,13 @@ depend on the formulation beyond rounding.
 
 Which formulation an evaluation uses is a process-wide choice made once by
 a binary (`configure`, `--eval_formulation`), like its parallel streams
-(`fedmeta_tf/parallel.py`): `sequential`, or `grouped` / `loop` stacks
-(`stacked_conv4.Formulation`); `auto` (`auto_formulation`) stacks on a GPU,
-where a 10-image step leaves the device idle, and runs one episode at a
-time on a CPU, where stacking measured no faster with both streams in use
-(`benchmarks.evaluation_loop`; docs/results/performance.md).
-Learners other than `DenseLearner` (the local defense's metric heads) run
-sequentially whatever the choice.
+(`fedmeta_tf/parallel.py`): `sequential`, or `grouped` / `loop` /
+`patches` stacks (`stacked_conv4.Formulation`); `auto` (`auto_formulation`)
+stacks on a GPU, where a 10-image step leaves the device idle, and runs one
+episode at a time on a CPU, where no stacking measured faster with both
+streams in use (`benchmarks.evaluation_loop`, `benchmarks.batched_episodes`;
+docs/results/performance.md). The local defense's metric-head learner
+(Algorithm 2) stacks the same way (`batched_heads.py`).
 """
 
 from __future__ import annotations
@@ -97,8 +97,22 @@ def _stacked_predictor(weights, index: int, variant, dtype):
   return predict
 
 
+def scores_along(schedule, state, train, score_all) -> tf.Tensor:
+  """float32 [E, points, metrics]: `score_all(state)` at the schedule's
+  points, `state = train(state, first_step, stop_step)` between them (the
+  stacked counterpart of `episodes_eval.fine_tune_curve`)."""
+  points = [score_all(state)] if schedule.at_start else []
+  for chunk in range(schedule.chunks):
+    first = chunk * schedule.chunk
+    stop = first + (schedule.last_chunk if chunk == schedule.chunks - 1
+                    else schedule.chunk)
+    state = train(state, first, stop)
+    points.append(score_all(state))
+  return tf.stack(points, axis=1)
+
+
 @dataclasses.dataclass(frozen=True)
-class _Fitting:
+class DenseFitting:
   """How a `DenseLearner` fine-tunes, as stacked models do it."""
   schedule: Any  # episodes_eval.Schedule
   batch: int
@@ -107,51 +121,66 @@ class _Fitting:
   dtype: tf.DType
   stack: stacked_conv4.Formulation
 
+  def scores(self, weights, task, episodes, contexts, seeds) -> tf.Tensor:
+    """float32 [E, points, metrics]: `task`'s scores of its E episodes at
+    the schedule's points, each fine-tuned from `weights` (DenseLearner: a
+    fresh Adam, the mini-batches of its seed)."""
+    count, steps = len(episodes), self.schedule.steps
+    images = tf.stack([e.support_images for e in episodes])
+    labels = tf.stack([e.support_labels for e in episodes])
+    batches = tf.stack([reptile_tf.shuffled_batches(episode, steps,
+                                                    self.batch, seed)
+                        for episode, seed in zip(episodes, seeds)])
 
-def _fine_tune_scores(fitting: _Fitting, weights, task, episodes, contexts,
-                      seeds) -> tf.Tensor:
-  """float32 [E, points, metrics]: `task`'s scores of its E episodes at the
-  schedule's points, each fine-tuned from `weights` (DenseLearner: a fresh
-  Adam, the mini-batches of its seed)."""
-  count, schedule = len(episodes), fitting.schedule
-  images = tf.stack([e.support_images for e in episodes])
-  labels = tf.stack([e.support_labels for e in episodes])
-  batches = tf.stack([reptile_tf.shuffled_batches(
-      episode, schedule.steps, fitting.batch, seed)
-                      for episode, seed in zip(episodes, seeds)])
-  stacked = stacked_conv4.repeat(weights, count)
-  slots = stacked_conv4.fresh_slots(stacked)
+    def train(state, first, stop):
+      stacked, slots = state
+      stacked, slots, _ = stacked_conv4.continue_steps(
+          stacked, slots, first, images, labels, batches[:, first:stop],
+          learning_rate=self.learning_rate, variant=self.variant,
+          formulation=self.stack, compute_dtype=self.dtype)
+      return stacked, slots
 
-  def score_all():
-    return tf.stack([task.score(
-        _stacked_predictor(stacked, e, fitting.variant, fitting.dtype),
-        episode=episodes[e], context=contexts[e]) for e in range(count)])
+    def score_all(state):
+      return tf.stack([task.score(
+          _stacked_predictor(state[0], e, self.variant, self.dtype),
+          episode=episodes[e], context=contexts[e]) for e in range(count)])
 
-  points = [score_all()] if schedule.at_start else []
-  for chunk in range(schedule.chunks):
-    first = chunk * schedule.chunk
-    stop = first + (schedule.last_chunk if chunk == schedule.chunks - 1
-                    else schedule.chunk)
-    stacked, slots, _ = stacked_conv4.continue_steps(
-        stacked, slots, first, images, labels, batches[:, first:stop],
-        learning_rate=fitting.learning_rate, variant=fitting.variant,
-        formulation=fitting.stack, compute_dtype=fitting.dtype)
-    points.append(score_all())
-  return tf.stack(points, axis=1)
+    stacked = stacked_conv4.repeat(weights, count)
+    return scores_along(self.schedule,
+                        (stacked, stacked_conv4.fresh_slots(stacked)),
+                        train, score_all)
+
+
+def _fitting(learner, schedule, stack: stacked_conv4.Formulation):
+  """How `learner`'s episodes fine-tune stacked (`DenseFitting`,
+  `batched_heads.HeadFitting`); None for a learner not stacked."""
+  # pylint: disable=g-import-not-at-top
+  from fedmeta_tf.evaluation import batched_heads
+  from fedmeta_tf.evaluation import defended
+  from fedmeta_tf.evaluation import episodes_eval
+  if isinstance(learner, episodes_eval.DenseLearner):
+    variant, dtype = stacked_conv4.stackable(learner.model)
+    return DenseFitting(
+        schedule=schedule, batch=learner.batch,
+        learning_rate=float(learner.optimizer.learning_rate.numpy()),
+        variant=variant, dtype=dtype, stack=stack)
+  if isinstance(learner, defended.MetricHeadEvalLearner):
+    return batched_heads.HeadFitting.of(learner.learner, schedule, stack)
+  return None
 
 
 def make_batched_evaluate(learner, schedule, make_tasks,
                           stack: stacked_conv4.Formulation):
   """`episodes_eval.make_episodes_fn`'s `evaluate(weights, data, seed, start,
-  stop) -> float32 [episodes, points, metrics]` for a `DenseLearner`, its
-  episodes fine-tuned `MAX_STACK` at a time by `stack`; same results. The
-  learner's Keras model and optimizer are read (variant, precision,
-  learning rate), never trained."""
+  stop) -> float32 [episodes, points, metrics]` for a `DenseLearner` or the
+  local defense's metric-head learner, its episodes fine-tuned `MAX_STACK`
+  at a time by `stack`; same results. None for other learners. The
+  learner's Keras objects are read (variant, precision, learning rate,
+  head), never trained."""
   from fedmeta_tf.evaluation import episodes_eval  # pylint: disable=g-import-not-at-top
-  variant, dtype = stacked_conv4.stackable(learner.model)
-  fitting = _Fitting(schedule=schedule, batch=learner.batch,
-                     learning_rate=float(learner.optimizer.learning_rate.numpy()),
-                     variant=variant, dtype=dtype, stack=stack)
+  fitting = _fitting(learner, schedule, stack)
+  if fitting is None:
+    return None
 
   @tf.function
   def evaluate_stack(weights, data, seed, start, count):
@@ -160,9 +189,8 @@ def make_batched_evaluate(learner, schedule, make_tasks,
       seeds = [episodes_eval.episode_seed(seed, task.stream, start + e)
                for e in range(count)]
       drawn = [task.sample(s) for s in seeds]
-      per_task.append(_fine_tune_scores(
-          fitting, weights, task, [d[0] for d in drawn],
-          [d[1] for d in drawn],
+      per_task.append(fitting.scores(
+          weights, task, [d[0] for d in drawn], [d[1] for d in drawn],
           [episodes_lib.fold_seed(s, episodes_lib.STREAM_MINIBATCH)
            for s in seeds]))
     return tf.concat(per_task, axis=2)  # [count, points, metrics]

@@ -232,15 +232,14 @@ def make_episodes_fn(learner: Learner, schedule: Schedule,
   tensors the tasks draw from; `learner.restore(weights)` runs at the end.
 
   With a stacked formulation configured (`batched_eval.configure`), a
-  `DenseLearner`'s episodes are fine-tuned together instead
-  (`batched_eval.make_batched_evaluate`: same episodes, same results to
-  float tolerance).
+  `DenseLearner`'s or the defense's metric-head learner's episodes are
+  fine-tuned together instead (`batched_eval.make_batched_evaluate`: same
+  episodes, same results to float tolerance).
   """
   stack = batched_eval.formulation()
-  if stack is not None and isinstance(learner, DenseLearner):
-    evaluate = batched_eval.make_batched_evaluate(learner, schedule,
-                                                  make_tasks, stack)
-  else:
+  evaluate = (None if stack is None else batched_eval.make_batched_evaluate(
+      learner, schedule, make_tasks, stack))
+  if evaluate is None:
     evaluate = _one_at_a_time(learner, schedule, make_tasks)
 
   def evaluate_dict(weights, data, seed, episodes):

@@ -106,13 +106,12 @@ class MatchingHead(_MetricHead):
 
   def scores(self, query_features, support_features) -> tf.Tensor:
     """c'(x, x_k) = cos(alpha ⊙ f(x), f(x_k)) * beta, shape [Q, S]."""
-    query = tf.math.l2_normalize(self.gates * query_features, axis=-1)
-    support = tf.math.l2_normalize(support_features, axis=-1)
-    return self.scale * tf.matmul(query, support, transpose_b=True)
+    return matching_scores(self.gates, self.scale, query_features,
+                           support_features)
 
   def call(self, query_features, support_features, support_onehot,
            exclude: Optional[tf.Tensor] = None) -> tf.Tensor:
-    """Log of y_hat = sum_k softmax_k(c'_k) y_k.
+    """Log of y_hat = sum_k softmax_k(c'_k) y_k (`matching_log_probs`).
 
     Args:
       query_features: [Q, D].
@@ -123,13 +122,8 @@ class MatchingHead(_MetricHead):
     Returns:
       [Q, N] log-probabilities.
     """
-    scores = self.scores(query_features, support_features)
-    if exclude is not None:
-      scores = tf.where(exclude, _MASKED, scores)
-    member = tf.transpose(support_onehot) > 0  # [N, S]
-    per_class = tf.where(member[None], scores[:, None, :], _MASKED)
-    return (tf.reduce_logsumexp(per_class, axis=-1) -
-            tf.reduce_logsumexp(scores, axis=-1, keepdims=True))
+    return matching_log_probs(self.gates, self.scale, query_features,
+                              support_features, support_onehot, exclude)
 
 
 class PrototypeHead(_MetricHead):
@@ -142,16 +136,55 @@ class PrototypeHead(_MetricHead):
   def call(self, query_features, support_features, support_onehot,
            exclude: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Same arguments as `MatchingHead.call`; `exclude` removes support
-    examples from the query's prototypes."""
-    membership = tf.transpose(support_onehot)[None]  # [1, N, S]
-    if exclude is not None:
-      membership = membership * tf.cast(~exclude, membership.dtype)[:, None, :]
-    counts = tf.reduce_sum(membership, axis=-1, keepdims=True)  # [Q|1, N, 1]
-    prototypes = tf.einsum("qns,sd->qnd", membership,
-                           support_features) / tf.maximum(counts, 1.0)
-    diff = self.gates * (query_features[:, None, :] - prototypes)
-    logits = -self.scale * tf.reduce_sum(tf.square(diff), axis=-1)
-    return tf.nn.log_softmax(logits, axis=-1)
+    examples from the query's prototypes (`prototype_log_probs`)."""
+    return prototype_log_probs(self.gates, self.scale, query_features,
+                               support_features, support_onehot, exclude)
+
+
+def matching_scores(gates, scale, query_features,
+                    support_features) -> tf.Tensor:
+  """c'(x, x_k) = cos(alpha ⊙ f(x), f(x_k)) * beta, [..., Q, S] (shapes as
+  `matching_log_probs`)."""
+  query = tf.math.l2_normalize(gates[..., None, :] * query_features, axis=-1)
+  support = tf.math.l2_normalize(support_features, axis=-1)
+  return scale[..., None, None] * tf.matmul(query, support, transpose_b=True)
+
+
+def matching_log_probs(gates, scale, query_features, support_features,
+                       support_onehot, exclude=None) -> tf.Tensor:
+  """The matching head's log y_hat (Algorithm 2, lines 13-16), of one head
+  or of E stacked heads (batched evaluation): gates alpha [..., D], scale
+  beta [...], query_features [..., Q, D], support_features [..., S, D],
+  support_onehot [..., S, N], exclude bool [..., Q, S] or None ->
+  [..., Q, N], where "..." is () or (E,)."""
+  scores = matching_scores(gates, scale, query_features, support_features)
+  if exclude is not None:
+    scores = tf.where(exclude, _MASKED, scores)
+  member = tf.linalg.matrix_transpose(support_onehot) > 0  # [..., N, S]
+  per_class = tf.where(member[..., None, :, :], scores[..., :, None, :],
+                       _MASKED)  # [..., Q, N, S]
+  return (tf.reduce_logsumexp(per_class, axis=-1) -
+          tf.reduce_logsumexp(scores, axis=-1, keepdims=True))
+
+
+def prototype_log_probs(gates, scale, query_features, support_features,
+                        support_onehot, exclude=None) -> tf.Tensor:
+  """ProtoNet's log-probabilities -beta ||alpha ⊙ (f(x) - c_n)||^2 (main
+  paper, appendix), shapes as `matching_log_probs`."""
+  membership = tf.linalg.matrix_transpose(support_onehot)[..., None, :, :]
+  if exclude is not None:  # [..., Q, N, S]
+    membership = membership * tf.cast(~exclude, membership.dtype)[..., None, :]
+  counts = tf.reduce_sum(membership, axis=-1, keepdims=True)
+  prototypes = tf.einsum("...qns,...sd->...qnd", membership,
+                         support_features) / tf.maximum(counts, 1.0)
+  diff = gates[..., None, None, :] * (query_features[..., :, None, :] -
+                                      prototypes)
+  logits = -scale[..., None, None] * tf.reduce_sum(tf.square(diff), axis=-1)
+  return tf.nn.log_softmax(logits, axis=-1)
+
+
+LOG_PROBS = {HeadKind.MATCHING: matching_log_probs,
+             HeadKind.PROTONET: prototype_log_probs}
 
 
 def build_head(kind: HeadKind | str, *,
@@ -164,9 +197,10 @@ def build_head(kind: HeadKind | str, *,
 
 
 def leave_one_out_mask(query_indices, num_support) -> tf.Tensor:
-  """bool [Q, S]: True where support example k is query q itself."""
-  return tf.equal(tf.cast(query_indices, tf.int32)[:, None],
-                  tf.range(num_support, dtype=tf.int32)[None, :])
+  """bool [..., Q, S]: True where support example k is query q itself
+  (`query_indices` [..., Q])."""
+  return tf.equal(tf.cast(query_indices, tf.int32)[..., None],
+                  tf.range(num_support, dtype=tf.int32))
 
 
 class FewShotClassifier(tf.keras.Model):
@@ -216,5 +250,8 @@ class FewShotClassifier(tf.keras.Model):
 
 
 def nll(log_probs, labels) -> tf.Tensor:
-  """Mean cross-entropy l_c(y, y_hat) from log-probabilities."""
-  return -tf.reduce_mean(tf.gather(log_probs, labels, batch_dims=1))
+  """Mean cross-entropy l_c(y, y_hat) from log-probabilities [..., Q, N]
+  and labels [..., Q]: a scalar, or [E] for E stacked heads."""
+  rank = len(labels.shape)
+  return -tf.reduce_mean(tf.gather(log_probs, labels, batch_dims=rank),
+                         axis=-1)

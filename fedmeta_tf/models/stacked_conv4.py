@@ -15,6 +15,10 @@ computation. Two formulations of the same function:
     batched matmul.
   - `LOOP`: the E models' convolutions one after another inside the same
     graph, TensorFlow free to run them side by side.
+  - `PATCHES`: each convolution as its 3x3 patches (nine shifted slices of
+    the padded input, side by side on the channel axis) times the kernel,
+    one batched matmul over the E models (issue #20's "patches + batched
+    matmul"); batch norm from the per-model moments.
 
 The models are Conv4 exactly (`conv4.py`: no conv bias, batch statistics in
 training and evaluation alike) and the optimizer is Keras' Adam, so model e
@@ -49,6 +53,7 @@ EPSILON = 1e-3  # conv4.BatchStatNorm's
 class Formulation(enum.Enum):
   GROUPED = "grouped"
   LOOP = "loop"
+  PATCHES = "patches"
 
 
 def parse_formulation(value) -> Formulation:
@@ -63,12 +68,26 @@ def stackable(model: tf.keras.Model) -> tuple[conv4.Conv4Variant, tf.DType]:
   if model.name not in variants:
     raise ValueError(f"stacked training needs a Conv4 classifier "
                      f"(conv4.build_conv4), got model {model.name!r}")
-  dtypes = {layer.compute_dtype for layer in
-            conv4.feature_extractor(model).layers[1:]}
+  _, dtype = stackable_features(conv4.feature_extractor(model))
+  return variants[model.name], dtype
+
+
+def stackable_features(features_model: tf.keras.Model
+                       ) -> tuple[conv4.Conv4Variant, tf.DType]:
+  """(variant, compute dtype) of a `conv4.build_feature_extractor` model
+  (the local defense's), as `stackable`."""
+  if features_model.name != conv4.FEATURES_LAYER:
+    raise ValueError(f"stacked features need a Conv4 feature extractor, got "
+                     f"model {features_model.name!r}")
+  dtypes = {layer.compute_dtype for layer in features_model.layers[1:]}
   if len(dtypes) != 1 or not dtypes <= {"float32", "bfloat16"}:
     raise ValueError(f"stacked training computes in float32 or bfloat16; "
                      f"the model computes in {sorted(dtypes)}")
-  return variants[model.name], tf.as_dtype(dtypes.pop())
+  pooled = any(isinstance(layer, tf.keras.layers.MaxPool2D)
+               for layer in features_model.layers)
+  variant = (conv4.Conv4Variant.MAXPOOL if pooled
+             else conv4.Conv4Variant.STRIDED)
+  return variant, tf.as_dtype(dtypes.pop())
 
 
 def stack(models_weights: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
@@ -119,13 +138,47 @@ def _block_one(x, kernel, gamma, beta, strides: int, pool: bool):
   return tf.nn.max_pool2d(x, 2, 2, "VALID") if pool else x
 
 
-def logits(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
-           variant=conv4.Conv4Variant.MAXPOOL,
-           formulation=Formulation.GROUPED,
-           compute_dtype=tf.float32) -> tf.Tensor:
-  """float32 [E, B, N] logits of E models on their own images [E, B, H, W,
-  C], the feature extractor computing in `compute_dtype` (module
-  docstring)."""
+def _same_padding(size: int, strides: int) -> tuple[int, int]:
+  """(before, after) padding of a 3-wide window, as conv2d's "SAME"."""
+  out = -(-size // strides)
+  total = max((out - 1) * strides + 3 - size, 0)
+  return total // 2, total - total // 2
+
+
+def _block_patches(x, kernel, gamma, beta, strides: int, pool: bool):
+  """One Conv4 block of all models: x [E*B, H, W, Cin] (model-major),
+  kernel [E, 3, 3, Cin, F] -> [E*B, H', W', F]. The convolution is the
+  input's 3x3 patches [E, B*H'*W', 9*Cin] times the kernel [E, 9*Cin, F]
+  (row order (i, j, c), the kernel's own); batch norm normalises each
+  model's channels by that model's batch moments (float32), as the fused
+  kernel does in training mode."""
+  models, _, _, cin, filters = kernel.shape
+  _, height, width, _ = x.shape
+  (top, bottom), (left, right) = (_same_padding(height, strides),
+                                  _same_padding(width, strides))
+  out_h, out_w = -(-height // strides), -(-width // strides)
+  padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+  patches = tf.concat([
+      padded[:, i:i + (out_h - 1) * strides + 1:strides,
+             j:j + (out_w - 1) * strides + 1:strides]
+      for i in range(3) for j in range(3)], axis=-1)
+  y = tf.matmul(tf.reshape(patches, [models, -1, 9 * cin]),
+                tf.reshape(kernel, [models, 9 * cin, filters]))
+  y32 = tf.cast(y, tf.float32)
+  mean, variance = tf.nn.moments(y32, axes=[1], keepdims=True)
+  scale = gamma[:, None] * tf.math.rsqrt(variance + EPSILON)
+  y = tf.cast(y32 * scale + (beta[:, None] - mean * scale), x.dtype)
+  y = tf.nn.relu(tf.reshape(y, [-1, out_h, out_w, filters]))
+  return tf.nn.max_pool2d(y, 2, 2, "VALID") if pool else y
+
+
+def features(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
+             variant=conv4.Conv4Variant.MAXPOOL,
+             formulation=Formulation.GROUPED,
+             compute_dtype=tf.float32) -> tf.Tensor:
+  """float32 [E, B, D] features of E feature extractors (`weights`: their
+  3 * BLOCKS stacked variables) on their own images [E, B, H, W, C],
+  computed in `compute_dtype` (module docstring)."""
   variant = conv4.parse_variant(variant)
   formulation = parse_formulation(formulation)
   strided = variant is conv4.Conv4Variant.STRIDED
@@ -133,13 +186,17 @@ def logits(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
   images = tf.cast(images, compute_dtype)
   blocks = [(tf.cast(weights[3 * i], compute_dtype), weights[3 * i + 1],
              weights[3 * i + 2]) for i in range(BLOCKS)]
-  dense_kernel, dense_bias = weights[3 * BLOCKS:]
   models = weights[0].shape[0]
   if formulation is Formulation.GROUPED:
     x = _side_by_side(images)
     for kernel, gamma, beta in blocks:
       x = _block_grouped(x, kernel, gamma, beta, strides, pool)
-    features = _per_model(x, models)
+    out = _per_model(x, models)
+  elif formulation is Formulation.PATCHES:
+    x = tf.reshape(images, [-1, *images.shape[2:]])
+    for kernel, gamma, beta in blocks:
+      x = _block_patches(x, kernel, gamma, beta, strides, pool)
+    out = x
   else:
     outputs = []
     for e in range(models):
@@ -147,10 +204,21 @@ def logits(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
       for kernel, gamma, beta in blocks:
         x = _block_one(x, kernel[e], gamma[e], beta[e], strides, pool)
       outputs.append(x)
-    features = tf.stack(outputs)
-  features = tf.cast(tf.reshape(features, [models, tf.shape(images)[1], -1]),
-                     tf.float32)
-  return tf.einsum("ebd,edn->ebn", features, dense_kernel) + dense_bias[:, None]
+    out = tf.stack(outputs)
+  return tf.cast(tf.reshape(out, [models, tf.shape(images)[1], -1]),
+                 tf.float32)
+
+
+def logits(weights: Sequence[tf.Tensor], images: tf.Tensor, *,
+           variant=conv4.Conv4Variant.MAXPOOL,
+           formulation=Formulation.GROUPED,
+           compute_dtype=tf.float32) -> tf.Tensor:
+  """float32 [E, B, N] logits of E Conv4 classifiers on their own images
+  [E, B, H, W, C]: `features`, then each model's dense head in float32."""
+  dense_kernel, dense_bias = weights[3 * BLOCKS:]
+  out = features(weights[:3 * BLOCKS], images, variant=variant,
+                 formulation=formulation, compute_dtype=compute_dtype)
+  return tf.einsum("ebd,edn->ebn", out, dense_kernel) + dense_bias[:, None]
 
 
 def adam_step(weights, grads, slots, step, *, learning_rate: float,

@@ -20,8 +20,9 @@ def test_tiny_run_prints_every_setting():
                         r" +[\d.]+x sequential float32$", done.stdout,
                         re.MULTILINE)
   assert settings == [(f, p) for p in ("float32", "mixed_bfloat16")
-                      for f in ("sequential", "grouped", "loop")], done.stdout
-  assert "1.00x sequential float32" in done.stdout.splitlines()[-6]
+                      for f in ("sequential", "grouped", "loop", "patches")
+                      ], done.stdout
+  assert "1.00x sequential float32" in done.stdout.splitlines()[-8]
 
 
 def test_bad_settings_are_refused_in_one_line():

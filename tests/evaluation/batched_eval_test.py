@@ -7,8 +7,10 @@ import pytest
 import tensorflow as tf
 
 from fedmeta_tf.data import episodes as episodes_lib
+from fedmeta_tf.defenses.local import secure_fine_tuning
 from fedmeta_tf.evaluation import backdoor
 from fedmeta_tf.evaluation import batched_eval
+from fedmeta_tf.evaluation import defended
 from fedmeta_tf.evaluation import episodes_eval
 from fedmeta_tf.evaluation import meta_test
 from fedmeta_tf.meta import reptile_tf
@@ -46,23 +48,41 @@ def _logit_tasks(data):
   return [episodes_eval.Task((5,), sample, score)]
 
 
-def _curves(choice, precision_name, episodes=(0, 7)):
-  """{metric: [episodes, points]} of a fine-tuning curve with `choice`."""
+def _dense_learner(precision_name):
   with precision.policy(precision_name):
     model = conv4.build_conv4((28, 28, 1), WAYS, filters=8, seed=3)
   optimizer = reptile_tf.make_inner_optimizer(0.001)  # eta (Section 3.3)
   reptile_tf.build_optimizer(optimizer, model)
-  weights = [v.numpy() for v in model.trainable_variables]
+  return (episodes_eval.DenseLearner(model, optimizer, batch=4, steps=5),
+          [v.numpy() for v in model.trainable_variables])
+
+
+def _head_learner(head, precision_name="float32"):
+  """Algorithm 2's learner: 2 head-only iterations of 5, leave-one-out."""
+  with precision.policy(precision_name):
+    learner = secure_fine_tuning.MetricHeadLearner(
+        image_shape=(28, 28, 1), ways=WAYS, filters=8,
+        config=secure_fine_tuning.DefenseConfig(
+            head=head, steps=5, head_only_steps=2, batch=4,
+            learning_rate=0.01))
+  weights = [v.numpy() + 0.01 for v in learner.feature_variables]
+  return defended.MetricHeadEvalLearner(learner), weights
+
+
+def _curves(choice, precision_name, episodes=(0, 7), head=None):
+  """{metric: [episodes, points]} of a fine-tuning curve with `choice`: the
+  dense learner, or the metric `head`'s."""
+  learner, weights = (_dense_learner(precision_name) if head is None
+                      else _head_learner(head, precision_name))
   with _formulation(choice):
     evaluate = episodes_eval.make_episodes_fn(
-        episodes_eval.DenseLearner(model, optimizer, batch=4, steps=5),
-        episodes_eval.Schedule(5, every=2), _logit_tasks,
+        learner, episodes_eval.Schedule(5, every=2), _logit_tasks,
         metrics=[f"logit_{n}" for n in range(WAYS)])
     data = {"pool": tf.constant(tiny_pool(num_classes=6, examples=6).images)}
     return evaluate(weights, data, tf.constant([1, 2], tf.int64), episodes)
 
 
-@pytest.mark.parametrize("choice", ["grouped", "loop"])
+@pytest.mark.parametrize("choice", ["grouped", "loop", "patches"])
 def test_stacked_curves_equal_the_sequential_loop(choice, monkeypatch):
   # 7 episodes in stacks of at most 3: a full and a partial stack.
   monkeypatch.setattr(batched_eval, "MAX_STACK", 3)
@@ -78,10 +98,31 @@ def test_stacked_curves_equal_the_sequential_loop(choice, monkeypatch):
   np.testing.assert_allclose(part["logit_1"], ours["logit_1"][2:5], atol=1e-5)
 
 
-def test_bfloat16_stacks_compute_as_the_keras_model_under_mixed_bfloat16():
+@pytest.mark.parametrize("head,choice", [("matching", "grouped"),
+                                         ("protonet", "loop"),
+                                         ("matching", "patches")])
+def test_stacked_metric_heads_equal_the_sequential_loop(head, choice,
+                                                       monkeypatch):
+  # Scored at steps 0, 2, 4, 5: the joint phase (and Adam's reset) starts
+  # at step 2, inside the second chunk's first step.
+  monkeypatch.setattr(batched_eval, "MAX_STACK", 3)
+  expected = _curves("sequential", "float32", head=head)
+  ours = _curves(choice, "float32", head=head)
+  first = expected["logit_0"]
+  assert first.shape == (7, 4)
+  assert np.abs(first[:, -1] - first[:, 2]).min() > 1e-4  # joint phase moves
+  assert np.abs(first[1:, -1] - first[:-1, -1]).min() > 1e-4
+  for name in expected:  # log-probabilities down to about -10: rtol too
+    np.testing.assert_allclose(ours[name], expected[name], rtol=1e-4,
+                               atol=2e-4)
+
+
+@pytest.mark.parametrize("choice", ["grouped", "patches"])
+def test_bfloat16_stacks_compute_as_the_keras_model_under_mixed_bfloat16(
+    choice):
   expected = _curves("sequential", "mixed_bfloat16")
-  ours = _curves("grouped", "mixed_bfloat16")
-  in_float32 = _curves("grouped", "float32")
+  ours = _curves(choice, "mixed_bfloat16")
+  in_float32 = _curves(choice, "float32")
   for name in expected:
     # bfloat16 keeps 8 bits of mantissa: both round alike, float32 does not.
     np.testing.assert_allclose(ours[name], expected[name], atol=0.05)
@@ -110,7 +151,7 @@ def test_backdoor_evaluation_is_the_same_batched():
 
 def test_configure_names_the_flag_and_its_choices():
   with pytest.raises(ValueError, match="--eval_formulation.*grouped"):
-    batched_eval.configure("patches")
+    batched_eval.configure("winograd")
   assert batched_eval.configure("auto") is batched_eval.auto_formulation()
   assert batched_eval.auto_formulation() is (
       stacked_conv4.Formulation.GROUPED if parallel.gpu_visible() else None)
