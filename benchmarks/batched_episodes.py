@@ -4,7 +4,7 @@ bfloat16 (issue #20, items 2-4).
     .venv/bin/python -m benchmarks.batched_episodes [--quick]
         [--parts=meta_batch,evaluation] [--shapes=28x28x1:10,84x84x3:10]
         [--iterations=2] [--episodes=40] [--steps=50] [--chunks=5,10,20,40]
-        [--formulations=grouped,loop] [--repeats=3] [--matmul_size=2048]
+        [--formulations=grouped,loop,patches] [--repeats=3] [--matmul_size=2048]
 
 Prints the machine and the FLOP/s of a large float32 matmul, then for each
 image shape (mini-batch b) and Conv4 variant, in one run:
@@ -17,8 +17,9 @@ image shape (mini-batch b) and Conv4 variant, in one run:
     50 Adam steps, 5-way 5-shot) one episode after another as
     `episodes_eval.DenseLearner` runs it, in float32 and mixed_bfloat16,
     and each formulation of `fedmeta_tf/models/stacked_conv4.py` (grouped
-    convolutions; the models' convolutions side by side in one graph) with
-    the episodes in chunks of E trained together.
+    convolutions; the models' convolutions side by side in one graph; 3x3
+    patches times the kernels in one batched matmul) with the episodes in
+    chunks of E trained together.
 Each line: Adam steps per second summed over the episodes
 (episode-steps/s), the ratio to the sequential float32 line, and the
 achieved FLOP/s as a fraction of the matmul's (a step counted as 3x the

@@ -31,7 +31,8 @@ def test_tiny_run_prints_every_setting_of_both_parts():
   assert _names(evaluation) == [
       "sequential float32", "sequential mixed_bfloat16",
       "grouped E=1 float32", "grouped E=2 float32", "loop E=1 float32",
-      "loop E=2 float32"], done.stdout
+      "loop E=2 float32", "patches E=1 float32", "patches E=2 float32"
+  ], done.stdout
   for lines in (meta, evaluation):
     assert "1.00x sequential float32" in lines[0]
     assert all(re.search(r"\d+% of matmul$", l) for l in lines), lines
