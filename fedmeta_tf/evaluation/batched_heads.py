@@ -19,6 +19,7 @@ one-at-a-time loop's to float tolerance
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import tensorflow as tf
@@ -93,13 +94,11 @@ class HeadFitting:
     slots = ([m * fresh for m in slots[0]], [v * fresh for v in slots[1]])
     with tf.GradientTape() as tape:
       tape.watch(variables)
-      support = _features(self, variables, images, self.stack)  # [E, S, D]
-      exclude = (matching.leave_one_out_mask(queries, tf.shape(labels)[1])
-                 if self.config.leave_one_out else None)
-      log_probs = matching.LOG_PROBS[self.config.head](
-          tf.sigmoid(variables[-2]), variables[-1],
-          tf.gather(support, queries, batch_dims=1), support,
-          tf.one_hot(labels, self.ways), exclude)
+      log_probs = matching.queries_from_support(
+          functools.partial(matching.LOG_PROBS[self.config.head],
+                            tf.sigmoid(variables[-2]), variables[-1]),
+          _features(self, variables, images, self.stack), labels, queries,
+          num_classes=self.ways, leave_one_out=self.config.leave_one_out)
       # The sum of the models' mean losses: each model's gradient is its own.
       loss = tf.reduce_sum(matching.nll(
           log_probs, tf.gather(labels, queries, batch_dims=1)))

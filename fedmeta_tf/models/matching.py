@@ -241,12 +241,25 @@ class FewShotClassifier(tf.keras.Model):
     Returns:
       [Q, N] log-probabilities of the queries.
     """
-    support_features = self.embed(support_images)
-    onehot = tf.one_hot(support_labels, num_classes)
-    query_features = tf.gather(support_features, query_indices)
-    exclude = (leave_one_out_mask(query_indices, tf.shape(support_labels)[0])
-               if leave_one_out else None)
-    return self.head(query_features, support_features, onehot, exclude=exclude)
+    return queries_from_support(
+        self.head, self.embed(support_images), support_labels, query_indices,
+        num_classes=num_classes, leave_one_out=leave_one_out)
+
+
+def queries_from_support(head, support_features, support_labels,
+                         query_indices, *, num_classes: int,
+                         leave_one_out: bool) -> tf.Tensor:
+  """Algorithm 2, line 9, given S's features [..., S, D] and labels
+  [..., S]: the log-probabilities [..., Q, N] of the support examples at
+  `query_indices` [..., Q] under `head(query_features, support_features,
+  support_onehot, exclude)` (`FewShotClassifier.support_log_probs`; "..."
+  is () or (E,) for E stacked heads)."""
+  onehot = tf.one_hot(support_labels, num_classes)
+  query_features = tf.gather(support_features, query_indices,
+                             batch_dims=len(query_indices.shape) - 1)
+  exclude = (leave_one_out_mask(query_indices, tf.shape(support_labels)[-1])
+             if leave_one_out else None)
+  return head(query_features, support_features, onehot, exclude)
 
 
 def nll(log_probs, labels) -> tf.Tensor:

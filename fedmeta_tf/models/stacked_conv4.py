@@ -6,7 +6,7 @@ too little work to fill a GPU, and on a CPU each small kernel pays its own
 overhead. Here the E models' weights are stacked (a leading axis E on every
 variable, in Keras Conv4's `trainable_variables` order: conv kernel, gamma,
 beta per block, then the dense kernel and bias) and a step of all E is one
-computation. Two formulations of the same function:
+computation. Three formulations of the same function:
 
   - `GROUPED`: the E models' channels side by side. Each convolution is one
     grouped convolution (E groups), each batch norm one fused kernel over
